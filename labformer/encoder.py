@@ -1,0 +1,301 @@
+"""Parts 3–4 of the lab: the feed-forward block, encoder layers (post- and pre-norm), the encoder
+stack, and (Extra) the decoder with cross-attention.
+
+Each module's state dict has exactly the keys of its PyTorch counterpart
+(``torch.nn.TransformerEncoderLayer``, ``TransformerEncoder``, ``TransformerDecoderLayer``,
+``TransformerDecoder``, all ``batch_first=True``), so weights move both ways.
+Masks: boolean True = may attend, float = added to the scores; ``key_mask`` (B, S) True = real token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labformer.attention import KVCache, MultiHeadAttention
+
+__all__ = ["Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "FeedForward"]
+
+Activation = Literal["relu", "gelu"]
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _activation(name: str) -> Callable[[Tensor], Tensor]:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {name!r}")
+    return _ACTIVATIONS[name]
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear(D → mlp_dim), activation, dropout, Linear(mlp_dim → D).
+
+    "Attention communicates, the feed-forward block thinks": it runs on each token separately.
+    The attribute names (``linear1``, ``dropout``, ``linear2``) are PyTorch's, so encoder layers
+    reuse :meth:`feed_forward` on their own attributes and keep PyTorch's state-dict keys.
+
+    Forward: x (B, T, D) -> (B, T, D).
+    """
+
+    def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, activation: Activation = "relu") -> None:
+        super().__init__()
+        _check_sizes(dim=dim, mlp_dim=mlp_dim)
+        self.linear1 = nn.Linear(dim, mlp_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(mlp_dim, dim)
+        self.activation = _activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.feed_forward(x)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each wrapped in a residual connection and a LayerNorm.
+
+    Post-norm (``norm_first=False``, Vaswani et al.): x = LN(x + MHA(x)); x = LN(x + FFN(x)).
+    Pre-norm (``norm_first=True``, the lab, GPT, ViT): x = x + MHA(LN(x)); x = x + FFN(LN(x)).
+
+    Args:
+        dim: model dimension D.
+        num_heads: attention heads; must divide ``dim``.
+        mlp_dim: hidden size of the feed-forward block.
+        dropout: on the attention weights, inside the feed-forward block and on both residual branches.
+        activation: "relu" or "gelu".
+        norm_first: pre-norm if True.
+        layer_norm_eps: LayerNorm epsilon.
+
+    Example:
+        >>> EncoderLayer(64, 8, 128)(torch.randn(2, 17, 64)).shape
+        torch.Size([2, 17, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        _check_sizes(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.linear1 = nn.Linear(dim, mlp_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(mlp_dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.activation = _activation(activation)
+        self.norm_first = norm_first
+
+    feed_forward = FeedForward.feed_forward
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """x (B, T, D) -> (B, T, D). ``cache``: see :meth:`MultiHeadAttention.forward`."""
+
+        def attend(h: Tensor) -> Tensor:
+            return self.dropout1(self.self_attn(h, mask=mask, key_mask=key_mask, causal=causal, cache=cache))
+
+        if self.norm_first:
+            x = x + attend(self.norm1(x))
+            return x + self.dropout2(self.feed_forward(self.norm2(x)))
+        x = self.norm1(x + attend(x))
+        return self.norm2(x + self.dropout2(self.feed_forward(x)))
+
+
+class Encoder(nn.Module):
+    """A stack of identical :class:`EncoderLayer` s, optionally followed by a final LayerNorm.
+
+    Args:
+        dim, num_heads, mlp_dim, dropout, activation, norm_first, layer_norm_eps: as for EncoderLayer.
+        num_layers: depth.
+        final_norm: a LayerNorm after the last layer (needed with pre-norm layers).
+
+    Example:
+        >>> Encoder(64, 8, 128, 6, norm_first=True, final_norm=True)(torch.randn(2, 17, 64)).shape
+        torch.Size([2, 17, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        num_layers: int,
+        *,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        final_norm: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        _check_sizes(num_layers=num_layers)
+        self.layers = nn.ModuleList(
+            EncoderLayer(
+                dim, num_heads, mlp_dim, dropout=dropout, activation=activation,
+                norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+            )  # fmt: skip
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(dim, eps=layer_norm_eps) if final_norm else None
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        caches: list[KVCache] | None = None,
+    ) -> Tensor:
+        """x (B, T, D) -> (B, T, D). ``caches``: one :class:`KVCache` per layer, for decoding."""
+        for i, layer in enumerate(self.layers):
+            cache = caches[i] if caches is not None else None
+            x = layer(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache)
+        return self.norm(x) if self.norm is not None else x
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention, cross-attention over an encoder's ``memory``, feed-forward; each residual + LN.
+
+    Args: as for :class:`EncoderLayer`.
+
+    Example:
+        >>> DecoderLayer(10, 2, 40)(torch.randn(2, 5, 10), torch.randn(2, 7, 10), causal=True).shape
+        torch.Size([2, 5, 10])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        _check_sizes(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.linear1 = nn.Linear(dim, mlp_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(mlp_dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.norm3 = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.activation = _activation(activation)
+        self.norm_first = norm_first
+
+    feed_forward = FeedForward.feed_forward
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        memory_key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """x (B, T, D), memory (B, S, D) -> (B, T, D).
+
+        ``mask``/``key_mask``/``causal`` apply to self-attention, ``memory_mask``/``memory_key_mask``
+        to cross-attention (queries from x, keys and values from memory).
+        """
+
+        def self_block(h: Tensor) -> Tensor:
+            return self.dropout1(self.self_attn(h, mask=mask, key_mask=key_mask, causal=causal))
+
+        def cross_block(h: Tensor) -> Tensor:
+            return self.dropout2(self.multihead_attn(h, memory, memory, mask=memory_mask, key_mask=memory_key_mask))
+
+        if self.norm_first:
+            x = x + self_block(self.norm1(x))
+            x = x + cross_block(self.norm2(x))
+            return x + self.dropout3(self.feed_forward(self.norm3(x)))
+        x = self.norm1(x + self_block(x))
+        x = self.norm2(x + cross_block(x))
+        return self.norm3(x + self.dropout3(self.feed_forward(x)))
+
+
+class Decoder(nn.Module):
+    """A stack of :class:`DecoderLayer` s over one shared ``memory``, optionally with a final LayerNorm.
+
+    Args: as for :class:`Encoder`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        num_layers: int,
+        *,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        final_norm: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        _check_sizes(num_layers=num_layers)
+        self.layers = nn.ModuleList(
+            DecoderLayer(
+                dim, num_heads, mlp_dim, dropout=dropout, activation=activation,
+                norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+            )  # fmt: skip
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(dim, eps=layer_norm_eps) if final_norm else None
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        memory_key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """x (B, T, D), memory (B, S, D) -> (B, T, D)."""
+        for layer in self.layers:
+            x = layer(
+                x, memory, mask=mask, memory_mask=memory_mask, key_mask=key_mask,
+                memory_key_mask=memory_key_mask, causal=causal,
+            )  # fmt: skip
+        return self.norm(x) if self.norm is not None else x
