@@ -42,13 +42,10 @@ def _check_shapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must have the same last dimension; got q {tuple(q.shape)} and k {tuple(k.shape)}"
-        )
+        raise ValueError(f"q and k must have the same last dimension; got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(
-            f"k and v must have the same number of tokens (dim -2); got k {tuple(k.shape)} "
-            f"and v {tuple(v.shape)}"
+            f"k and v must have the same number of tokens (dim -2); got k {tuple(k.shape)} and v {tuple(v.shape)}"
         )
     if mask is not None:
         target = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
@@ -200,9 +197,7 @@ def scaled_dot_product_attention(
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if _use_fused(q, k, mask):
         if causal and mask is None:
-            return F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale
-            )
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
         mask = _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
     mask = _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
@@ -325,9 +320,7 @@ class MultiHeadAttention(nn.Module):
         if query.dim() != 3 or query.shape[-1] != self.dim:
             raise ValueError(f"query must have shape (batch, tokens, {self.dim}); got {tuple(query.shape)}")
         if key.dim() != 3 or key.shape[-1] != self.kdim or key.shape[0] != query.shape[0]:
-            raise ValueError(
-                f"key must have shape ({query.shape[0]}, tokens, {self.kdim}); got {tuple(key.shape)}"
-            )
+            raise ValueError(f"key must have shape ({query.shape[0]}, tokens, {self.kdim}); got {tuple(key.shape)}")
         if value.dim() != 3 or value.shape[-1] != self.vdim or value.shape[:2] != key.shape[:2]:
             raise ValueError(
                 f"value must have shape ({key.shape[0]}, {key.shape[1]}, {self.vdim}); got {tuple(value.shape)}"

@@ -157,8 +157,13 @@ class Encoder(nn.Module):
         _check_sizes(num_layers=num_layers)
         self.layers = nn.ModuleList(
             EncoderLayer(
-                dim, num_heads, mlp_dim, dropout=dropout, activation=activation,
-                norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+                dim,
+                num_heads,
+                mlp_dim,
+                dropout=dropout,
+                activation=activation,
+                norm_first=norm_first,
+                layer_norm_eps=layer_norm_eps,
             )  # fmt: skip
             for _ in range(num_layers)
         )
@@ -274,8 +279,13 @@ class Decoder(nn.Module):
         _check_sizes(num_layers=num_layers)
         self.layers = nn.ModuleList(
             DecoderLayer(
-                dim, num_heads, mlp_dim, dropout=dropout, activation=activation,
-                norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+                dim,
+                num_heads,
+                mlp_dim,
+                dropout=dropout,
+                activation=activation,
+                norm_first=norm_first,
+                layer_norm_eps=layer_norm_eps,
             )  # fmt: skip
             for _ in range(num_layers)
         )

@@ -17,9 +17,7 @@ __all__ = ["LearnedPositionEmbedding", "SinusoidalPositionEncoding", "sinusoidal
 Variant = Literal["vaswani", "lab"]
 
 
-def sinusoidal_encoding(
-    num_positions: int, dim: int, *, variant: Variant = "vaswani", base: float = 10000.0
-) -> Tensor:
+def sinusoidal_encoding(num_positions: int, dim: int, *, variant: Variant = "vaswani", base: float = 10000.0) -> Tensor:
     """The (num_positions, dim) sinusoidal table: sin on even dimensions, cos on odd ones.
 
     Args:
@@ -79,7 +77,5 @@ class LearnedPositionEmbedding(nn.Module):
 
 def _positions(table: Tensor, length: int, offset: int, num_positions: int) -> Tensor:
     if offset + length > num_positions:
-        raise ValueError(
-            f"positions {offset}..{offset + length - 1} exceed the encoding's {num_positions} positions"
-        )
+        raise ValueError(f"positions {offset}..{offset + length - 1} exceed the encoding's {num_positions} positions")
     return table[offset : offset + length]
