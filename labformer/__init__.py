@@ -35,3 +35,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "sinusoidal_encoding",
 ]
+
+from labformer.api import load  # noqa: E402
+
+__all__ += ["load"]

@@ -145,7 +145,8 @@ def _reference_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, scale: float
 ) -> tuple[Tensor, Tensor]:
     """The readable path: matmul, mask, softmax, (dropout), matmul. Returns (output, weights)."""
-    weights = _masked_softmax((q * scale) @ k.transpose(-2, -1), mask)  # (..., T, S)
+    # Scaling the product in place saves a pass over q (matmul's backward does not need its output).
+    weights = _masked_softmax((q @ k.transpose(-2, -1)).mul_(scale), mask)  # (..., T, S)
     dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights
 

@@ -1,0 +1,141 @@
+"""Part 6 of the lab: the Vision Transformer (Dosovitskiy et al., 2021).
+
+Image (B, C, H, W) → patches (B, N, C·p·p) → linear embedding (B, N, D) → [class token] + position
+→ pre-norm encoder → final LayerNorm → pool (class token or mean) → linear head (B, num_classes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from labformer.encoder import Encoder
+from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
+
+__all__ = ["ViT", "ViTConfig"]
+
+
+@dataclass
+class ViTConfig:
+    """Hyper-parameters of a :class:`ViT`; stored as JSON next to its weights."""
+
+    image_size: int = 28  # height = width of the input images
+    channels: int = 1  # colour channels of the input
+    patch_size: int = 7  # side of a square patch; must divide image_size
+    num_classes: int = 10  # outputs of the head
+    dim: int = 64  # token dimension D
+    depth: int = 6  # encoder layers
+    num_heads: int = 8  # attention heads; must divide dim
+    mlp_dim: int = 128  # hidden size of each feed-forward block
+    pool: Literal["cls", "mean"] = "cls"  # classify from the class token or the mean of the patch tokens
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches
+    position: Literal["learned", "sincos"] = "learned"  # position encoding of the tokens
+    backend: Literal["labformer", "torch"] = "labformer"  # whose encoder layers run (same weights)
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
+        if self.dim % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
+        choices = {"pool": ("cls", "mean"), "position": ("learned", "sincos"), "backend": ("labformer", "torch")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ViTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ViT config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+def build_encoder(config: ViTConfig) -> nn.Module:
+    """The pre-norm GELU encoder with a final LayerNorm; labformer's or PyTorch's (identical state dicts)."""
+    if config.backend == "torch":
+        layer = nn.TransformerEncoderLayer(
+            config.dim, config.num_heads, config.mlp_dim, dropout=config.dropout, activation="gelu",
+            batch_first=True, norm_first=True,
+        )  # fmt: skip
+        return nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(config.dim), enable_nested_tensor=False)
+    return Encoder(
+        config.dim, config.num_heads, config.mlp_dim, config.depth, dropout=config.dropout,
+        activation="gelu", norm_first=True, final_norm=True,
+    )  # fmt: skip
+
+
+class ViT(nn.Module):
+    """Vision Transformer classifier.
+
+    Args:
+        config: see :class:`ViTConfig`.
+
+    Example:
+        >>> model = ViT(ViTConfig(image_size=28, patch_size=7, dim=64, depth=2, num_heads=4, mlp_dim=128))
+        >>> model(torch.randn(8, 1, 28, 28)).shape
+        torch.Size([8, 10])
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        p = config.patch_size
+        self.patch_embed = nn.Conv2d(config.channels, config.dim, kernel_size=p, stride=p)  # a Linear per patch
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim)) if config.pool == "cls" else None
+        num_tokens = config.num_patches + (config.pool == "cls")
+        if config.position == "learned":
+            self.position: nn.Module = LearnedPositionEmbedding(num_tokens, config.dim)
+        else:
+            self.position = SinusoidalPositionEncoding(num_tokens, config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = build_encoder(config)
+        self.head = nn.Linear(config.dim, config.num_classes)
+        self.apply(_init_weights)
+
+    def tokens(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, N [+1], D): patch embeddings, class token first, positions added."""
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        return self.dropout(self.position(x))
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, N [+1], D), after the encoder's final LayerNorm."""
+        expected = (self.config.channels, self.config.image_size, self.config.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"images must have shape (batch, {', '.join(map(str, expected))}); got {tuple(images.shape)}")
+        return self.encoder(self.tokens(images))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """(B, N [+1], D) -> logits (B, num_classes)."""
+        pooled = features[:, 0] if self.config.pool == "cls" else features.mean(1)
+        return self.head(pooled)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> logits (B, num_classes)."""
+        return self.forward_head(self.forward_features(images))
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Linear layers N(0, 0.02) with zero biases, as in the lab (attention projections keep Xavier)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,161 @@
+"""Figures: training curves, confusion matrices, image grids and attention maps (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from labformer.attention import record_attention  # noqa: E402
+from labformer.training.checkpoint import atomic_write  # noqa: E402
+
+if TYPE_CHECKING:
+    from labformer.data import ImageData
+    from labformer.models.vit import ViT
+    from labformer.training.classify import Evaluation
+    from labformer.training.history import History
+
+__all__ = ["attention_rollout", "plot_curves", "save_figure"]
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    """Writes ``figure`` as PNG atomically and closes it."""
+    atomic_write(Path(path), lambda p: figure.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(figure)
+
+
+def plot_curves(history: History, pairs: list[tuple[str, str, str]], x: str = "epoch") -> Figure:
+    """One panel per (title, train column, validation column), plus the learning rate."""
+    figure, axes = plt.subplots(1, len(pairs) + 1, figsize=(4.2 * (len(pairs) + 1), 3.4))
+    steps = history.column(x)
+    for axis, (title, train, val) in zip(axes, pairs):
+        axis.plot(steps, history.column(train), label="train", marker="o", markersize=3)
+        axis.plot(steps, history.column(val), label="validation", marker="o", markersize=3)
+        axis.set_title(title)
+        axis.set_xlabel(x)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    axes[-1].plot(steps, history.column("lr"), color="tab:green")
+    axes[-1].set_title("learning rate")
+    axes[-1].set_xlabel(x)
+    axes[-1].grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_confusion(confusion: Tensor, classes: list[str]) -> Figure:
+    figure, axis = plt.subplots(figsize=(6, 5.5))
+    image = axis.imshow(confusion.numpy(), cmap="Blues")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    axis.set_xticks(range(len(classes)), classes, rotation=45 if len(classes[0]) > 2 else 0)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = confusion.max().item() / 2
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            value = int(confusion[i, j])
+            if value:
+                axis.text(j, i, value, ha="center", va="center", fontsize=7,
+                          color="white" if value > threshold else "black")
+    axis.set_title(f"confusion matrix (accuracy {confusion.diag().sum() / confusion.sum():.2%})")
+    return figure
+
+
+def _show(axis: plt.Axes, image: Tensor) -> None:
+    """uint8 (C, H, W) -> grey or colour picture."""
+    axis.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray" if image.shape[0] == 1 else None)
+    axis.axis("off")
+
+
+def plot_mistakes(data: ImageData, evaluation: Evaluation, count: int = 24) -> Figure:
+    """The test images the model got most wrong: lowest probability given to the true class."""
+    true_probability = evaluation.probabilities.gather(1, evaluation.labels[:, None])[:, 0]
+    worst = true_probability.argsort()[:count]
+    columns = 8
+    rows = max(1, (len(worst) + columns - 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, worst.tolist()):
+        _show(axis, data.test.images[index])
+        predicted = int(evaluation.probabilities[index].argmax())
+        score = float(evaluation.probabilities[index, predicted])
+        axis.set_title(f"true {data.classes[evaluation.labels[index]]}\npred {data.classes[predicted]} {score:.2f}",
+                       fontsize=8, color="tab:red")
+    figure.suptitle("worst-classified test images")
+    figure.tight_layout()
+    return figure
+
+
+def attention_rollout(maps: list[Tensor]) -> Tensor:
+    """Abnar & Zuidema (2020): product over layers of (head-mean attention + identity), rows renormalised.
+
+    maps: per layer (B, H, T, T) -> (B, T, T).
+    """
+    rollout = None
+    for weights in maps:
+        attention = weights.mean(1)  # (B, T, T)
+        attention = attention + torch.eye(attention.shape[-1], device=attention.device)
+        attention = attention / attention.sum(-1, keepdim=True)
+        rollout = attention if rollout is None else attention @ rollout
+    assert rollout is not None
+    return rollout
+
+
+@torch.no_grad()
+def vit_attention_maps(model: ViT, images: Tensor) -> list[Tensor]:
+    """Per-layer (B, H, T, T) attention of a ViT on normalised images (either backend)."""
+    if model.config.backend != "labformer":  # same weights, labformer layers expose their attention
+        labformer_model = type(model)(dataclasses.replace(model.config, backend="labformer"))
+        labformer_model.load_state_dict(model.state_dict())
+        model = labformer_model.to(images.device)
+    model.eval()
+    with record_attention(model) as maps:
+        model(images)
+    return maps
+
+
+def plot_vit_attention(model: ViT, data: ImageData, count: int = 4) -> Figure:
+    """For a few test images: the class token's attention over patches per layer, and the rollout."""
+    device = next(model.parameters()).device
+    images = data.test.images[:count]
+    maps = vit_attention_maps(model, data.normalize(images.to(device)))
+    side = model.config.image_size // model.config.patch_size
+    offset = 1 if model.config.pool == "cls" else 0
+    rollout = attention_rollout(maps)
+    columns = len(maps) + 2
+    figure, axes = plt.subplots(count, columns, figsize=(1.7 * columns, 1.8 * count), squeeze=False)
+    for row in range(count):
+        _show(axes[row, 0], images[row])
+        axes[row, 0].set_title("input" if row == 0 else "", fontsize=8)
+        panels = [m[row].mean(0) for m in maps] + [rollout[row]]
+        for column, attention in enumerate(panels, start=1):
+            # The class token's row (or the mean over tokens with mean pooling), patches only.
+            query = attention[0] if offset else attention.mean(0)
+            heat = query[offset:].reshape(side, side).cpu()
+            axes[row, column].imshow(heat, cmap="inferno")
+            axes[row, column].axis("off")
+            if row == 0:
+                axes[row, column].set_title("rollout" if column == columns - 1 else f"layer {column}", fontsize=8)
+    figure.suptitle("class-token attention over patches (mean over heads)")
+    figure.tight_layout()
+    return figure
+
+
+def save_classifier_figures(run_dir: Path, model: ViT, data: ImageData, history: History,
+                            test: Evaluation) -> None:
+    """curves.png, confusion.png, mistakes.png and attention.png in ``run_dir``."""
+    save_figure(plot_curves(history, [("loss", "loss", "val_loss"), ("accuracy", "accuracy", "val_accuracy")]),
+                run_dir / "curves.png")
+    save_figure(plot_confusion(test.confusion, data.classes), run_dir / "confusion.png")
+    save_figure(plot_mistakes(data, test), run_dir / "mistakes.png")
+    save_figure(plot_vit_attention(model, data), run_dir / "attention.png")

@@ -1,0 +1,1 @@
+"""Training loops, checkpoints, history and run-time switches."""

@@ -1,0 +1,128 @@
+"""Run directories: weights as safetensors plus JSON, written atomically, read without running code.
+
+A run directory holds ``config.json`` (what model, how trained), ``model.safetensors`` (the best
+weights) and ``checkpoint.safetensors`` (model, optimiser and RNG states as tensors; epoch, history
+and optimiser settings as JSON in its metadata: one file, so never half-updated) to resume from. Every file is written to a temporary name and renamed, so a kill
+at any moment leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+__all__ = ["atomic_write", "read_json", "read_tensors", "write_json", "write_tensors"]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Calls ``write(temporary_path)``, then renames it onto ``path`` (same directory, so atomic)."""
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        write(Path(temporary))
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(f"cannot write {path}: {error.strerror or error}; the previous version is intact") from None
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def read_json(path: Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} {path} is not valid JSON ({error})") from None
+
+
+def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+
+
+def read_tensors(path: Path, what: str) -> dict[str, Tensor]:
+    """Loads a safetensors file (pure data: no code can run), with a clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / zip (torch.save)
+        raise ValueError(f"{what} {path} is a pickle or torch.save file; labformer only loads safetensors "
+                         "(pickles can run code and are refused)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({error})") from None
+
+
+def read_metadata(path: Path, what: str) -> dict[str, str]:
+    """The string metadata of a safetensors file (read after :func:`read_tensors` validated it)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({error})") from None
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
+    """torch optimiser state dict -> (tensors, JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in rest["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def rng_tensors() -> dict[str, Tensor]:
+    """The global RNG states (CPU, and CUDA when present) as tensors."""
+    tensors = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    return tensors
+
+
+def restore_rng(tensors: dict[str, Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,43 @@
+"""AdamW with decoupled weight decay on weight matrices only, and a warm-up + cosine schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["build_optimizer", "learning_rate"]
+
+# Parameters that never decay: anything 1-D (biases, norms) and these embeddings.
+NO_DECAY_NAMES = ("cls_token", "position", "pos_embed")
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999)):
+    """AdamW with two groups: weight matrices decay, biases / norms / position and class tokens do not."""
+    if not lr > 0:
+        raise ValueError(f"lr must be positive; got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.dim() < 2 or any(key in name for key in NO_DECAY_NAMES):
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
+def learning_rate(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, schedule: str,
+                  min_ratio: float = 0.0) -> float:
+    """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to min_ratio·base_lr
+    (``schedule`` "cosine") or constant (``schedule`` "constant")."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
