@@ -1,4 +1,4 @@
-"""The ``labformer`` command: train, evaluate, predict, generate.
+"""The ``labformer`` command: train, evaluate, predict, generate, lab.
 
 Bad input (unknown names, impossible sizes, missing or corrupt files) prints one line on stderr and
 exits with code 2; Ctrl-C exits with 130 after the current checkpoint is safe.
@@ -115,6 +115,31 @@ def _predict(args: argparse.Namespace) -> None:
             print(f"{result['path']}: {result['prediction']} ({top})")
 
 
+def _lab(args: argparse.Namespace) -> None:
+    from labformer import lab
+
+    if args.name == "list":
+        for name, fn in lab.EXPERIMENTS.items():
+            print(f"{name:24s} {(fn.__doc__ or '').splitlines()[0]}")
+        return
+    out = Path(args.out) if args.out else Path("lab-report" if args.name == "all" else ".")
+    if args.name == "all":
+        from labformer.lab.report import write_report
+
+        results = write_report(out, run_dir=args.run)
+        print(f"{len(results)} experiments -> {out / 'report.html'}, {out / 'report.md'} and one PNG each")
+        return
+    from labformer.plots import save_figure
+
+    result = lab.run(args.name, **({"run_dir": args.run} if args.run and args.name == "heads_as_channels" else {}))
+    print(f"{result.title}: {result.summary}")
+    for line in result.lines():
+        print(f"  {line}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(result.figure, out / f"{result.name}.png")
+    print(f"figure -> {out / f'{result.name}.png'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labformer", description="The Transformers lab, made real.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -139,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--device", default="auto")
+
+    lab = commands.add_parser("lab", help="the lab's experiments: list, one by NAME, or all (report)")
+    lab.add_argument("name", help="list | all | an experiment's name")
+    lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
+    lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
     return parser
 
 
@@ -148,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(1, "vit")  # `labformer train` = `labformer train vit`
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"vit": _train_vit, "evaluate": _evaluate, "predict": _predict}
+    handlers = {"vit": _train_vit, "evaluate": _evaluate, "predict": _predict, "lab": _lab}
     handler = handlers.get(args.model if args.command == "train" else args.command) or getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

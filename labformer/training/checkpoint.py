@@ -59,7 +59,15 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    seen: set[int] = set()
+    copies = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.data_ptr() in seen:  # tied weights: safetensors stores each storage once
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        copies[name] = tensor
+    tensors = copies
     atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
 
 

@@ -1,0 +1,169 @@
+"""labformer's character GPT against a plain single-file reference GPT of identical size.
+
+Run: ``python benchmarks/gpt_shakespeare.py [--budget SECONDS] [--text FILE]``.
+
+The reference is written the obvious way (nanoGPT style: one fused qkv Linear, F.scaled_dot_product_attention
+with is_causal, GELU MLP, pre-norm, tied head) below, in this file. Both train on Tiny Shakespeare
+with the same data, optimiser and schedule. Printed: training tokens/s, validation loss after the
+same wall-clock budget, and generation tokens/s with and without labformer's KV cache (500 new tokens,
+block 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from timing import print_table
+from torch import nn
+
+from labformer.data.text import load_text
+from labformer.models.gpt import GPT, GPTConfig
+from labformer.training.optim import build_optimizer, learning_rate
+
+
+class ReferenceBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(dim)
+        self.c_attn = nn.Linear(dim, 3 * dim)
+        self.c_proj = nn.Linear(dim, dim)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+        x = x + self.c_proj(y)
+        return x + self.mlp(self.ln_2(x))
+
+
+class ReferenceGPT(nn.Module):
+    def __init__(self, vocab: int, block: int, dim: int, depth: int, heads: int) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(block, dim)
+        self.blocks = nn.ModuleList(ReferenceBlock(dim, heads) for _ in range(depth))
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def train_for(model: nn.Module, data, *, block: int, batch: int, lr: float, budget: float, steps_hint: int) -> dict:
+    """Trains for ``budget`` seconds (cosine over ``steps_hint`` steps); returns tokens/s and val loss."""
+    optimizer = build_optimizer(model, lr, 0.1, betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(steps, base_lr=lr, total_steps=steps_hint, warmup_steps=100,
+                                        schedule="cosine", min_ratio=0.1)
+        x, y = data.batch("train", batch, block, generator)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        steps += 1
+    seconds = time.perf_counter() - started
+    model.eval()
+    evaluation = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        val = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                  for x, y in (data.batch("val", batch, block, evaluation) for _ in range(50))) / 50
+    return {"steps": steps, "tokens_per_second": steps * batch * block / seconds, "val_loss": val}
+
+
+def throughput(model: nn.Module, data, *, block: int, batch: int, steps: int = 20) -> float:
+    optimizer = build_optimizer(model, 1e-3, 0.1)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for i in range(steps + 3):
+        if i == 3:
+            started = time.perf_counter()
+        x, y = data.batch("train", batch, block, generator)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * batch * block / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text", help="corpus (default: Tiny Shakespeare)")
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model (default 120)")
+    args = parser.parse_args()
+    dim, depth, heads, block, batch, lr = 128, 4, 4, 128, 32, 2e-3
+    data = load_text(args.text, block_size=256)
+    vocab = len(data.tokenizer)
+    rows = []
+
+    def models():
+        torch.manual_seed(0)
+        ours = GPT(GPTConfig(vocab_size=vocab, block_size=block, dim=dim, depth=depth, num_heads=heads,
+                             mlp_dim=4 * dim))
+        torch.manual_seed(0)
+        return ours, ReferenceGPT(vocab, block, dim, depth, heads)
+
+    ours, reference = models()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+    params = sum(p.numel() for p in ours.parameters())
+    # Throughput, interleaved twice so that drift hits both.
+    rates = {"labformer": [], "reference": []}
+    for _ in range(2):
+        rates["labformer"].append(throughput(ours, data, block=block, batch=batch))
+        rates["reference"].append(throughput(reference, data, block=block, batch=batch))
+    ours_rate, reference_rate = max(rates["labformer"]), max(rates["reference"])
+    rows.append(["training tokens/s", f"{ours_rate:,.0f}", f"{reference_rate:,.0f}",
+                 f"{ours_rate / reference_rate:.2f}", "≥ 1.00"])
+    ours, reference = models()
+    steps_hint = int(args.budget * reference_rate / (batch * block))
+    ours_run = train_for(ours, data, block=block, batch=batch, lr=lr, budget=args.budget, steps_hint=steps_hint)
+    reference_run = train_for(reference, data, block=block, batch=batch, lr=lr, budget=args.budget,
+                              steps_hint=steps_hint)
+    rows.append([f"val loss after {args.budget:.0f}s", f"{ours_run['val_loss']:.3f} ({ours_run['steps']} steps)",
+                 f"{reference_run['val_loss']:.3f} ({reference_run['steps']} steps)", "", "lower is better"])
+
+    # Generation at block 256: 500 new tokens from a 1-token prompt, batch 1.
+    torch.manual_seed(0)
+    generator_model = GPT(GPTConfig(vocab_size=vocab, block_size=256, dim=dim, depth=depth, num_heads=heads,
+                                    mlp_dim=4 * dim)).eval()
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    speeds = {}
+    for use_cache in (True, False):
+        started = time.perf_counter()
+        out = generator_model.generate(prompt, 500, use_cache=use_cache, generator=torch.Generator().manual_seed(0))
+        speeds[use_cache] = 500 / (time.perf_counter() - started)
+        speeds[f"tokens{use_cache}"] = out
+    same = torch.equal(speeds["tokensTrue"], speeds["tokensFalse"])
+    rows.append(["generation tokens/s (block 256, 500 new)", f"{speeds[True]:,.0f} with KV cache",
+                 f"{speeds[False]:,.0f} without", f"{speeds[True] / speeds[False]:.1f}x",
+                 f"≥ 5x; same tokens: {'yes' if same else 'NO'}"])
+    print(f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
+          f"AdamW {lr}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print_table(["measure", "labformer", "reference", "ratio", "target"], rows)
+    if not math.isfinite(ours_run["val_loss"]):
+        raise SystemExit("labformer's loss diverged")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""ViT on MNIST: labformer's presets against the reference vit-pytorch ViT, in one run on this machine.
+
+Run: ``python benchmarks/vit_mnist.py [--budget SECONDS]`` (needs ``pip install --no-deps vit-pytorch
+einops``; vit-pytorch's package imports torchvision, so its ``vit.py`` file is loaded directly).
+
+For the ``fast`` preset, the ``lab`` preset (the outline's model and recipe) and the reference
+(vit-pytorch's ``ViT`` with the outline's model — patch 7, dim 64, depth 6, heads 8, MLP 128 — and
+recipe — Adam 3e-3, batch 100): seconds and epochs of training until 98 % and 99 % test accuracy (test
+set scored after every epoch, not counted as training time; each run stops at its preset length or at
+``--budget`` seconds), training images/s, inference images/s at batch 1024, batch-1 latency, and the
+achieved training FLOP/s as a fraction of a large float32 matrix product's FLOP/s measured in the same
+run. Throughputs are given for both backends of labformer's ViT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import time
+
+import torch
+import torch.nn.functional as F
+from timing import median_seconds, print_table
+from torch import nn
+
+from labformer.data import load_mnist
+from labformer.models.vit import ViT, ViTConfig
+from labformer.training.classify import preset_configs
+from labformer.training.optim import build_optimizer, learning_rate
+
+
+def reference_vit() -> nn.Module:
+    path = importlib.metadata.distribution("vit-pytorch").locate_file("vit_pytorch/vit.py")
+    spec = importlib.util.spec_from_file_location("vit_pytorch_vit", str(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.ViT(image_size=28, patch_size=7, num_classes=10, dim=64, depth=6, heads=8, mlp_dim=128,
+                      channels=1, dim_head=8)
+
+
+def matmul_flops(size: int = 2048) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = median_seconds(lambda: a @ b, repeats=7)
+    return 2 * size**3 / seconds
+
+
+def training_flops_per_image(model: nn.Module, image: torch.Tensor) -> float:
+    """Forward FLOPs counted by torch's FLOP counter (matmuls, convolutions), times 3 for training."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return 3 * counter.get_total_flops() / image.shape[0]
+
+
+def train_images_per_second(model: nn.Module, batch: int, lr: float) -> float:
+    optimizer = build_optimizer(model, lr, 0.0)
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    model.train()
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return batch / median_seconds(step, repeats=15, warmup=3)
+
+
+@torch.no_grad()
+def inference(model: nn.Module) -> tuple[float, float]:
+    model.eval()
+    big, one = torch.randn(1024, 1, 28, 28), torch.randn(1, 1, 28, 28)
+    return 1024 / median_seconds(lambda: model(big), repeats=5), median_seconds(lambda: model(one), repeats=50) * 1e3
+
+
+@torch.no_grad()
+def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    correct = sum((model(images[i : i + 1000]).argmax(-1) == labels[i : i + 1000]).sum().item()
+                  for i in range(0, len(labels), 1000))
+    model.train()
+    return correct / len(labels)
+
+
+def time_to_accuracy(model: nn.Module, data, *, epochs: int, batch: int, lr: float, weight_decay: float,
+                     warmup_epochs: float, schedule: str, label_smoothing: float, grad_clip: float,
+                     budget: float) -> dict:
+    """Trains like ``labformer train vit`` (no augmentation), scoring the test set after each epoch."""
+    torch.manual_seed(0)
+    optimizer = build_optimizer(model, lr, weight_decay)
+    train_x = data.normalize(data.train.images)
+    test_x = data.normalize(data.test.images)
+    steps_per_epoch = len(train_x) // batch
+    total = steps_per_epoch * epochs
+    reached: dict[float, tuple[float, int]] = {}
+    elapsed, accuracies = 0.0, []
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(train_x), generator=generator)
+        model.train()
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, base_lr=lr, total_steps=total,
+                                            warmup_steps=round(warmup_epochs * steps_per_epoch), schedule=schedule)
+            index = order[i * batch : (i + 1) * batch]
+            loss = F.cross_entropy(model(train_x[index]), data.train.labels[index], label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        elapsed += time.perf_counter() - started
+        accuracy = test_accuracy(model, test_x, data.test.labels)
+        accuracies.append(accuracy)
+        print(f"  epoch {epoch + 1}: {elapsed:.0f}s, test accuracy {accuracy:.2%}", flush=True)
+        for target in (0.98, 0.99):
+            if accuracy >= target and target not in reached:
+                reached[target] = (elapsed, epoch + 1)
+        if elapsed > budget:
+            break
+    return {"reached": reached, "final": accuracies[-1], "seconds": elapsed, "epochs": len(accuracies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=420.0, help="max training seconds per run (default 420)")
+    parser.add_argument("--skip-training", action="store_true", help="throughput rows only")
+    args = parser.parse_args()
+    data = load_mnist()
+    peak = matmul_flops()
+    print(f"float32 2048x2048 matmul: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)", flush=True)
+    rows, runs = [], []
+    candidates = []
+    for preset in ("fast", "lab"):
+        for backend in ("labformer", "torch"):
+            model_config, train_config = preset_configs(preset, "mnist", {"backend": backend}, {})
+            candidates.append((f"{preset} ({backend})", lambda c=model_config: ViT(c), train_config))
+    lab_train = preset_configs("lab", "mnist", {}, {})[1]
+    candidates.append(("reference vit-pytorch", reference_vit, lab_train))
+    for name, build, train_config in candidates:
+        torch.manual_seed(0)
+        model = build()
+        flops = training_flops_per_image(model, torch.randn(8, 1, 28, 28))
+        rate = train_images_per_second(model, train_config.batch_size, train_config.lr)
+        per_second, latency = inference(model)
+        rows.append([name, f"{sum(p.numel() for p in model.parameters()):,}", f"{rate:,.0f}", f"{per_second:,.0f}",
+                     f"{latency:.2f}", f"{rate * flops / 1e9:.1f}", f"{rate * flops / peak:.1%}"])
+        print(" | ".join(rows[-1]), flush=True)
+        if "torch)" in name or args.skip_training:
+            continue
+        print(f"training {name} ...", flush=True)
+        result = time_to_accuracy(build(), data, epochs=train_config.epochs, batch=train_config.batch_size,
+                                  lr=train_config.lr, weight_decay=train_config.weight_decay,
+                                  warmup_epochs=train_config.warmup_epochs, schedule=train_config.schedule,
+                                  label_smoothing=train_config.label_smoothing, grad_clip=train_config.grad_clip,
+                                  budget=args.budget)
+        runs.append([name.removesuffix(" (labformer)"), *(
+            f"{result['reached'][t][0]:.0f}s / {result['reached'][t][1]} ep" if t in result["reached"] else "not reached"
+            for t in (0.98, 0.99)), f"{result['final']:.2%} after {result['epochs']} ep, {result['seconds']:.0f}s"])
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s\n")
+    print_table(["model", "parameters", "train img/s", "infer img/s (b=1024)", "latency ms (b=1)",
+                 "train GFLOP/s", "of matmul peak"], rows)
+    if runs:
+        print()
+        print_table(["run", "to 98 % test", "to 99 % test", "final"], runs)
+
+
+if __name__ == "__main__":
+    main()

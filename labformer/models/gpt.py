@@ -1,0 +1,162 @@
+"""Part 5 of the lab: a character-level GPT — the encoder with a causal mask, trained to predict the
+next character.
+
+Token ids (B, T) → embedding (B, T, D) + position → pre-norm encoder layers, causal → final LayerNorm
+→ linear head (B, T, vocab).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labformer.attention import KVCache, MultiHeadAttention
+from labformer.encoder import Encoder
+from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
+
+__all__ = ["GPT", "GPTConfig"]
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a :class:`GPT`; stored as JSON next to its weights."""
+
+    vocab_size: int = 65  # distinct characters
+    block_size: int = 128  # longest context (tokens)
+    dim: int = 128  # token dimension D
+    depth: int = 4  # encoder layers
+    num_heads: int = 4  # attention heads; must divide dim
+    mlp_dim: int = 512  # hidden size of each feed-forward block (4·D in GPT)
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches
+    position: Literal["learned", "sincos"] = "learned"
+    tie_weights: bool = True  # the head shares the token embedding matrix
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "dim", "depth", "num_heads", "mlp_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
+        if self.position not in ("learned", "sincos"):
+            raise ValueError(f"position must be 'learned' or 'sincos'; got {self.position!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GPT config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+class GPT(nn.Module):
+    """Character-level GPT with a key/value cache for generation.
+
+    Example:
+        >>> model = GPT(GPTConfig(vocab_size=65, block_size=32, dim=32, depth=2, num_heads=4, mlp_dim=128))
+        >>> model(torch.zeros(2, 10, dtype=torch.long)).shape
+        torch.Size([2, 10, 65])
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        if config.position == "learned":
+            self.position: nn.Module = LearnedPositionEmbedding(config.block_size, config.dim)
+        else:
+            self.position = SinusoidalPositionEncoding(config.block_size, config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = Encoder(
+            config.dim, config.num_heads, config.mlp_dim, config.depth, dropout=config.dropout,
+            activation="gelu", norm_first=True, final_norm=True,
+        )  # fmt: skip
+        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.apply(_init_weights)
+        if config.tie_weights:
+            self.head.weight = self.token_embedding.weight
+
+    def forward(self, idx: Tensor, caches: list[KVCache] | None = None) -> Tensor:
+        """Token ids (B, T) -> next-token logits (B, T, vocab).
+
+        ``caches``: one :class:`KVCache` per layer; the T tokens then follow the cached ones.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (batch, tokens); got {tuple(idx.shape)}")
+        offset = len(caches[0]) if caches else 0
+        if offset + idx.shape[1] > self.config.block_size:
+            raise ValueError(f"{offset + idx.shape[1]} tokens exceed block_size {self.config.block_size}")
+        x = self.dropout(self.position(self.token_embedding(idx), offset))  # (B, T, D)
+        x = self.encoder(x, causal=True, caches=caches)
+        return self.head(x)
+
+    def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx`` (B, T)."""
+        logits = self(idx)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    @torch.no_grad()
+    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 *, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        """Samples ``max_new_tokens`` tokens after ``idx`` (B, T); returns (B, T + max_new_tokens).
+
+        The model sees a window of the latest tokens. With absolute positions, keys cached at one
+        position are wrong at another, so the window does not slide one token at a time: once it
+        holds ``block_size`` tokens it jumps forward to keep the latest ``block_size // 2`` and the
+        cache is rebuilt from them. ``use_cache=False`` recomputes every step over the same windows,
+        so both give the same tokens for the same ``generator``.
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive; got {temperature}")
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be positive; got {top_k}")
+        if idx.numel() == 0:
+            raise ValueError("generation needs a prompt of at least one token")
+        was_training = self.training
+        self.eval()
+        block, keep = self.config.block_size, max(1, self.config.block_size // 2)
+        start = max(0, idx.shape[1] - block)  # the window is idx[:, start:]
+        caches: list[KVCache] | None = None
+        for _ in range(max_new_tokens):
+            if idx.shape[1] - start > block:
+                start = idx.shape[1] - keep
+                caches = None
+            if not use_cache:
+                logits = self(idx[:, start:])[:, -1]
+            elif caches is None:  # (re)fill the cache with the window
+                caches = [KVCache() for _ in self.encoder.layers]
+                logits = self(idx[:, start:], caches)[:, -1]
+            else:
+                logits = self(idx[:, -1:], caches)[:, -1]
+            idx = torch.cat([idx, _sample(logits.float(), temperature, top_k, generator)], dim=1)
+        self.train(was_training)
+        return idx
+
+
+def _sample(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
+    """(B, V) logits -> (B, 1) sampled ids."""
+    logits = logits / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The lab's initialisation: weights N(0, 0.02), biases 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, MultiHeadAttention) and module.same_dims:
+        nn.init.normal_(module.in_proj_weight, std=0.02)

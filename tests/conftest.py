@@ -1,0 +1,69 @@
+"""Shared fixtures: small in-memory data sets and the shared Tiny Shakespeare copy."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from labformer.data import ImageData, ImageSplit  # noqa: E402
+
+SHARED_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+if SHARED_SHAKESPEARE.exists():
+    os.environ.setdefault("LABFORMER_SHAKESPEARE", str(SHARED_SHAKESPEARE))
+
+
+def synthetic_digits(n: int, seed: int) -> ImageSplit:
+    """Easy 28x28 'digits': class c is a bright bar at row 2c + 4 (plus noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 40, (n, 1, 28, 28), generator=generator, dtype=torch.uint8)
+    for c in range(10):
+        images[labels == c, 0, 2 * c + 4 : 2 * c + 6, 4:24] = 255
+    return ImageSplit(images, labels)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    """Writes ``array`` (uint8) in the IDX format of MNIST's files."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def write_mnist_dir(directory: Path, n_train: int = 600, n_test: int = 200) -> Path:
+    """The four MNIST IDX files holding :func:`synthetic_digits` (learnable in a few steps)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train, test = synthetic_digits(n_train, 0), synthetic_digits(n_test, 1)
+    write_idx(directory / "train-images-idx3-ubyte", train.images[:, 0].numpy())
+    write_idx(directory / "train-labels-idx1-ubyte", train.labels.numpy())
+    write_idx(directory / "t10k-images-idx3-ubyte", test.images[:, 0].numpy())
+    write_idx(directory / "t10k-labels-idx1-ubyte", test.labels.numpy())
+    return directory
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    return write_mnist_dir(tmp_path / "mnist")
+
+
+@pytest.fixture
+def tiny_digits() -> ImageData:
+    return ImageData("mnist", synthetic_digits(400, 0), synthetic_digits(100, 1), synthetic_digits(100, 2),
+                     [str(i) for i in range(10)], (0.1307,), (0.3081,))
+
+
+@pytest.fixture
+def shakespeare() -> Path:
+    if not SHARED_SHAKESPEARE.exists():
+        pytest.skip("the shared Tiny Shakespeare copy is not present")
+    return SHARED_SHAKESPEARE

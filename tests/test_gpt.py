@@ -1,0 +1,138 @@
+"""The character GPT, its tokenizer and text data, and KV-cached generation."""
+
+import math
+
+import pytest
+import torch
+
+from labformer.data.text import CharTokenizer, load_text
+from labformer.models.gpt import GPT, GPTConfig
+
+TINY = dict(vocab_size=11, block_size=8, dim=16, depth=2, num_heads=4, mlp_dim=32)
+
+
+def model(**overrides) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**TINY, **overrides})).double().eval()
+
+
+def test_shapes_tying_and_initial_loss():
+    gpt = model()
+    idx = torch.randint(0, 11, (3, 8))
+    assert gpt(idx).shape == (3, 8, 11)
+    assert gpt.head.weight is gpt.token_embedding.weight
+    assert list(gpt.state_dict()).count("head.weight") == 1
+    # N(0, 0.02) init: nearly uniform predictions, loss ≈ ln(vocab) on unrelated targets
+    targets = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
+    assert abs(gpt.loss(idx, targets).item() - math.log(11)) < 0.1
+    untied = model(tie_weights=False)
+    assert untied.head.weight is not untied.token_embedding.weight
+
+
+def test_causality():
+    gpt = model()
+    idx = torch.randint(0, 11, (2, 8))
+    changed = idx.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 11
+    torch.testing.assert_close(gpt(idx)[:, :5], gpt(changed)[:, :5])
+    assert not torch.allclose(gpt(idx)[:, 5:], gpt(changed)[:, 5:])
+
+
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+def test_cached_logits_equal_full_forward(position):
+    from labformer.attention import KVCache
+
+    gpt = model(position=position)
+    idx = torch.randint(0, 11, (2, 8))
+    full = gpt(idx)
+    caches = [KVCache() for _ in gpt.encoder.layers]
+    steps = [gpt(idx[:, :3], caches)] + [gpt(idx[:, t : t + 1], caches) for t in range(3, 8)]
+    torch.testing.assert_close(torch.cat(steps, 1), full)
+
+
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_generation_with_cache_equals_without(top_k):
+    gpt = model()
+    prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    # 30 new tokens with block 8: the window jumps several times
+    with_cache = gpt.generate(prompt, 30, temperature=0.9, top_k=top_k, generator=torch.Generator().manual_seed(4))
+    without = gpt.generate(prompt, 30, temperature=0.9, top_k=top_k, use_cache=False,
+                           generator=torch.Generator().manual_seed(4))
+    assert with_cache.shape == (2, 33)
+    assert torch.equal(with_cache, without)
+    assert torch.equal(with_cache[:, :3], prompt)
+
+
+def test_generation_window_matches_a_brute_force_loop():
+    """Each token is sampled from the model run on the documented window, recomputed from scratch."""
+    gpt = model()
+    prompt = torch.tensor([[1, 2]])
+    out = gpt.generate(prompt, 20, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    idx, start = prompt, 0
+    for _ in range(20):
+        if idx.shape[1] - start > 8:
+            start = idx.shape[1] - 4
+        probabilities = gpt(idx[:, start:])[:, -1].float().softmax(-1)
+        idx = torch.cat([idx, torch.multinomial(probabilities, 1, generator=generator)], 1)
+    assert torch.equal(out, idx)
+
+
+def test_top_k_restricts_tokens():
+    gpt = model()
+    prompt = torch.tensor([[1]])
+    logits = gpt(prompt)[:, -1]
+    allowed = set(logits.topk(1).indices[0].tolist())
+    out = gpt.generate(prompt, 1, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert out[0, -1].item() in allowed
+
+
+def test_bad_generation_arguments():
+    gpt = model()
+    with pytest.raises(ValueError, match="temperature must be positive; got 0"):
+        gpt.generate(torch.tensor([[1]]), 3, temperature=0)
+    with pytest.raises(ValueError, match="exceed block_size 8"):
+        gpt(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"num_heads \(3\) must divide dim \(16\)"):
+        GPTConfig(**{**TINY, "num_heads": 3})
+
+
+# --- tokenizer and text data ---
+
+
+def test_tokenizer_round_trip_and_unknown_characters():
+    tokenizer = CharTokenizer.from_text("hello world")
+    assert tokenizer.chars == sorted(set("hello world"))
+    assert tokenizer.decode(tokenizer.encode("low")) == "low"
+    with pytest.raises(ValueError, match=r"characters \['X', 'z'\] are not in the model's vocabulary"):
+        tokenizer.encode("zoX")
+
+
+def test_shakespeare_split_and_batches(shakespeare):
+    data = load_text(shakespeare, block_size=16)
+    assert len(data.tokenizer) == 65
+    assert len(data.train) + len(data.val) == 1_115_394
+    assert len(data.train) == int(1_115_394 * 0.9)
+    x, y = data.batch("val", 4, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 16)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    text = shakespeare.read_text()
+    starts = [text.find(data.tokenizer.decode(row)) for row in x]
+    assert all(s >= int(1_115_394 * 0.9) - 16 for s in starts)  # validation windows come from the last tenth
+
+
+def test_bad_text_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_text(tmp_path / "missing.txt", block_size=8)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load_text(empty, block_size=8)
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("café".encode("latin-1") * 100)
+    with pytest.raises(ValueError, match="is not UTF-8"):
+        load_text(latin, block_size=8)
+    short = tmp_path / "short.txt"
+    short.write_text("to be or not to be")
+    with pytest.raises(ValueError, match="too short for block_size 8"):
+        load_text(short, block_size=8)

@@ -1,0 +1,122 @@
+"""`labformer train gpt` and `labformer generate` on a small corpus, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import labformer
+from labformer.cli import main
+from labformer.training import language
+
+TINY_GPT = ["--block-size", "16", "--dim", "16", "--depth", "1", "--heads", "2", "--mlp-dim", "32",
+            "--batch-size", "8", "--eval-interval", "10", "--eval-iters", "3", "--warmup-iters", "2",
+            "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from conftest import SHARED_SHAKESPEARE
+
+    path = tmp_path_factory.mktemp("text") / "small.txt"
+    text = SHARED_SHAKESPEARE.read_text()[:20000] if SHARED_SHAKESPEARE.exists() else "to be or not to be\n" * 1000
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gpt_run(corpus, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("gpt") / "run"
+    result = subprocess.run([sys.executable, "-m", "labformer", "train", "gpt", "--text", str(corpus), "--iters", "30",
+                             "--out", str(out), *TINY_GPT], capture_output=True, text=True, timeout=300)
+    return out, result
+
+
+def test_train_gpt_writes_the_run_directory(gpt_run, corpus):
+    out, result = gpt_run
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step")]
+    assert [line.split(":")[0] for line in lines] == ["step 10", "step 20", "step 30"]
+    assert all(re.fullmatch(r"step \d+: train loss \d\.\d{3}, val loss \d\.\d{3}", line) for line in lines)
+    for name in ("config.json", "vocab.json", "model.safetensors", "history.json", "history.csv", "metrics.json",
+                 "curves.png", "sample.txt", "checkpoint.safetensors"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"val_loss", "train_loss", "iters", "train_seconds", "tokens_per_second"} <= set(metrics)
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert vocab == sorted(set(corpus.read_text()))
+    assert metrics["val_loss"] < math.log(len(vocab)) - 0.3  # learned something beyond uniform guessing
+    assert len((out / "sample.txt").read_text()) == 500
+    assert set((out / "sample.txt").read_text()) <= set(corpus.read_text())
+
+
+def test_generate_prints_text_from_the_prompt(gpt_run):
+    out, _ = gpt_run
+    result = subprocess.run([sys.executable, "-m", "labformer", "generate", str(out), "--prompt", "ROMEO:",
+                             "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) >= 46
+    again = subprocess.run([sys.executable, "-m", "labformer", "generate", str(out), "--prompt", "ROMEO:",
+                            "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.stdout == result.stdout  # seeded
+    model = labformer.load(out)
+    assert model.config.block_size == 16 and not model.training
+
+
+def test_generate_bad_input(gpt_run, capsys):
+    out, _ = gpt_run
+    assert main(["generate", str(out), "--prompt", "ROMEO\u00e9"]) == 2
+    assert "are not in the model's vocabulary" in capsys.readouterr().err
+    assert main(["generate", str(out), "--temperature", "0"]) == 2
+    assert "temperature must be positive" in capsys.readouterr().err
+
+
+def test_resume_gives_the_same_model(corpus, tmp_path, monkeypatch):
+    model_values, config = language.preset_configs(
+        "cpu", dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"))
+    full = language.train_language_model(model_values, config, out=tmp_path / "full", progress=False)
+    original = language.History.append
+    calls = {"n": 0}
+
+    def interrupt(self, **row):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the step-20 checkpoint
+            raise KeyboardInterrupt
+        original(self, **row)
+
+    monkeypatch.setattr(language.History, "append", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        language.train_language_model(model_values, config, out=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(language.History, "append", original)
+    resumed = language.train_language_model({}, language.LanguageConfig(device="cpu"), resume=tmp_path / "cut",
+                                            progress=False)
+    assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
+    a, b = labformer.load(tmp_path / "full").state_dict(), labformer.load(tmp_path / "cut").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "gpt", "--preset", "gpu"], "unknown preset 'gpu'"),
+        (["train", "gpt", "--dim", "30", "--heads", "4"], r"num_heads \(4\) must divide dim \(30\)"),
+        (["train", "gpt", "--text", "/nonexistent.txt"], "text file /nonexistent.txt not found"),
+        (["train", "gpt", "--iters", "0"], "iters must be a positive integer; got 0"),
+        (["generate", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    ],
+)
+def test_bad_input_exits_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

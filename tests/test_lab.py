@@ -1,0 +1,120 @@
+"""The lab's experiments against the lab's values (LAB.md) or independent computations; the report."""
+
+from __future__ import annotations
+
+import math
+from html.parser import HTMLParser
+
+import pytest
+import torch
+
+from labformer import lab
+from labformer.cli import main
+from labformer.lab.report import write_report
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {name: lab.run(name) for name in lab.EXPERIMENTS}
+
+
+def close(a, b, tol):
+    return torch.allclose(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64), atol=tol)
+
+
+def test_every_lab_value_is_reproduced(results):
+    checked = 0
+    for result in results.values():
+        for label, expected in result.lab_values.items():
+            tol = 0.01 if label.startswith("var(q kᵀ), ") else 1e-4 if "weight of" not in label else 1e-3
+            assert close(result.numbers[label], expected, tol), (result.name, label, result.numbers[label], expected)
+            checked += 1
+    assert checked >= 9
+
+
+def test_permutation_numbers(results):
+    numbers = list(results["permutation"].numbers.values())
+    assert numbers[0] < 1e-6 and numbers[1] < 1e-6  # equivariance / invariance without positions
+    assert numbers[2] > 1e-2 and numbers[3] > 1e-2  # broken by positions
+
+
+def test_scaling_entropy(results):
+    numbers = results["scaling"].numbers
+    assert numbers["entropy raw at d = 1024"] < 0.5 < numbers["entropy scaled at d = 1024"]
+    assert numbers["entropy scaled at d = 1024"] < math.log(32)
+
+
+def test_message_passing_is_causal(results):
+    assert results["message_passing"].numbers["edges pointing to the future"] == 0
+
+
+def test_receptive_field_grows_by_two_for_convolutions(results):
+    numbers = results["receptive_field"].numbers
+    assert numbers["inputs reaching output 8, convolution"] == [3, 5, 7]
+    assert numbers["inputs reaching output 8, attention"] == [16, 16, 16]
+
+
+def test_heads_specialise(results):
+    numbers = results["heads_as_channels"].numbers
+    assert numbers["task accuracy"] > 0.9
+    offsets = numbers["mean look-back per head (tokens)"]
+    assert min(abs(o - 1) for o in offsets) < 0.5 and min(abs(o - 3) for o in offsets) < 0.5
+
+
+def test_norm_statistics(results):
+    numbers = results["batchnorm_vs_layernorm"].numbers
+    assert numbers["BatchNorm: max |mean per feature|"] < 1e-5
+    assert numbers["LayerNorm: max |mean per sample|"] < 1e-5
+    assert abs(numbers["BatchNorm: mean variance per feature"] - 1) < 1e-3
+    assert abs(numbers["LayerNorm: mean variance per sample"] - 1) < 1e-3
+    assert numbers["BatchNorm: max |mean per sample|"] > 0.05 and numbers["LayerNorm: max |mean per feature|"] > 0.05
+    assert numbers["BatchNorm: max |train - eval| output"] > 0.1
+    assert numbers["LayerNorm: max |train - eval| output"] == 0
+
+
+def test_residuals_carry_the_gradient(results):
+    numbers = results["pre_vs_post_norm"].numbers
+    with_res = numbers["pre-norm, 48 layers: first/last layer gradient"]
+    without = numbers["pre-norm no residual, 48 layers: first/last layer gradient"]
+    assert without < with_res / 10
+
+
+def test_self_vs_cross_shapes(results):
+    numbers = results["self_vs_cross"].numbers
+    assert numbers["self-attention weights shape"] == [2, 2, 5, 5]
+    assert numbers["cross-attention weights shape"] == [2, 2, 5, 7]
+
+
+def test_report_and_cli(tmp_path, capsys):
+    results = write_report(tmp_path)
+    for result in results:
+        png = tmp_path / f"{result.name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.sections = [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs)
+            if tag == "section":
+                self.sections.append(attrs["id"])
+
+    parser = Collect()
+    parser.feed((tmp_path / "report.html").read_text())
+    assert parser.sections == list(lab.EXPERIMENTS)
+    assert all(image["src"].startswith("data:image/png;base64,") for image in parser.images)
+    assert [image["alt"] for image in parser.images] == list(lab.EXPERIMENTS)
+    markdown = (tmp_path / "report.md").read_text()
+    assert all(f"({name}.png)" in markdown for name in lab.EXPERIMENTS)
+    assert "259.66" in markdown
+    assert main(["lab", "list"]) == 0
+    assert "single_query" in capsys.readouterr().out
+    assert main(["lab", "scaling", "--out", str(tmp_path / "one")]) == 0
+    assert "(lab: 259.66)" in capsys.readouterr().out
+    assert (tmp_path / "one" / "scaling.png").exists()
+    assert main(["lab", "nonsense"]) == 2
+    assert "unknown experiment 'nonsense'" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""The ViT model: shapes, backends sharing one weight layout, the features/head split, validation."""
+
+import pytest
+import torch
+from torch import nn
+
+from labformer import record_attention
+from labformer.models.vit import ViT, ViTConfig
+from labformer.plots import attention_rollout
+
+SMALL = dict(image_size=28, channels=1, patch_size=7, dim=32, depth=2, num_heads=4, mlp_dim=64)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+def test_backends_share_weights_and_outputs(pool, position):
+    torch.manual_seed(0)
+    ours = ViT(ViTConfig(**SMALL, pool=pool, position=position)).double()
+    theirs = ViT(ViTConfig(**SMALL, pool=pool, position=position, backend="torch")).double()
+    assert isinstance(theirs.encoder, nn.TransformerEncoder)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    images = torch.randn(5, 1, 28, 28, dtype=torch.float64)
+    torch.testing.assert_close(ours(images), theirs(images), atol=1e-10, rtol=1e-10)
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images), theirs(images), atol=1e-10, rtol=1e-10)
+    # and the other way round
+    ours.load_state_dict(ViT(ViTConfig(**SMALL, pool=pool, position=position, backend="torch")).double().state_dict())
+
+
+def test_features_and_head_split():
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(**SMALL))
+    images = torch.randn(3, 1, 28, 28)
+    features = model.forward_features(images)
+    assert features.shape == (3, 17, 32)  # 16 patches + class token
+    torch.testing.assert_close(model.forward_head(features), model(images))
+    # the patch embedding is a stride-p convolution
+    conv = nn.Conv2d(1, 32, 7, stride=7)
+    conv.weight.data = model.patch_embed.weight.reshape(32, 1, 7, 7)
+    conv.bias.data = model.patch_embed.bias
+    expected = conv(images).flatten(2).transpose(1, 2)  # (B, 16, 32), patches row by row
+    torch.testing.assert_close(model.patch_embed(model.patches(images)), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_maps_and_rollout():
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(**SMALL)).eval()
+    with record_attention(model) as maps:
+        model(torch.randn(2, 1, 28, 28))
+    assert [m.shape for m in maps] == [(2, 4, 17, 17)] * 2
+    rollout = attention_rollout(maps)
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 17))
+    # brute force: product of 0.5 (A + I) per layer (rows of A + I sum to 2)
+    expected = torch.eye(17).expand(2, 17, 17)
+    for m in maps:
+        expected = (0.5 * (m.mean(1) + torch.eye(17))) @ expected
+    torch.testing.assert_close(rollout, expected)
+
+
+def test_cifar_shape_and_colour_patches():
+    model = ViT(ViTConfig(image_size=32, channels=3, patch_size=4, dim=32, depth=1, num_heads=2, mlp_dim=64))
+    images = torch.randn(2, 3, 32, 32)
+    assert model(images).shape == (2, 10)
+    patches = model.patches(images)  # (2, 64, 48)
+    torch.testing.assert_close(patches[1, 8 + 3].reshape(3, 4, 4), images[1, :, 4:8, 12:16])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(patch_size=5), r"patch_size \(5\) must divide image_size \(28\)"),
+        (dict(num_heads=5), r"num_heads \(5\) must divide dim \(32\)"),
+        (dict(dim=0), "dim must be a positive integer; got 0"),
+        (dict(pool="max"), "pool must be one of"),
+        (dict(dropout=1.5), r"dropout must be in \[0, 1\); got 1.5"),
+    ],
+)
+def test_bad_config(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ViTConfig(**{**SMALL, **overrides})
+
+
+def test_wrong_image_shape():
+    with pytest.raises(ValueError, match=r"images must have shape \(batch, 1, 28, 28\); got \(2, 3, 28, 28\)"):
+        ViT(ViTConfig(**SMALL))(torch.randn(2, 3, 28, 28))
