@@ -74,8 +74,9 @@ def train_for(model: nn.Module, data, *, block: int, batch: int, lr: float, budg
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < budget:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(steps, base_lr=lr, total_steps=steps_hint, warmup_steps=100,
-                                        schedule="cosine", min_ratio=0.1)
+            group["lr"] = learning_rate(
+                steps, base_lr=lr, total_steps=steps_hint, warmup_steps=100, schedule="cosine", min_ratio=0.1
+            )
         x, y = data.batch("train", batch, block, generator)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -87,8 +88,13 @@ def train_for(model: nn.Module, data, *, block: int, batch: int, lr: float, budg
     model.eval()
     evaluation = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        val = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
-                  for x, y in (data.batch("val", batch, block, evaluation) for _ in range(50))) / 50
+        val = (
+            sum(
+                F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                for x, y in (data.batch("val", batch, block, evaluation) for _ in range(50))
+            )
+            / 50
+        )
     return {"steps": steps, "tokens_per_second": steps * batch * block / seconds, "val_loss": val}
 
 
@@ -119,8 +125,9 @@ def main() -> None:
 
     def models():
         torch.manual_seed(0)
-        ours = GPT(GPTConfig(vocab_size=vocab, block_size=block, dim=dim, depth=depth, num_heads=heads,
-                             mlp_dim=4 * dim))
+        ours = GPT(
+            GPTConfig(vocab_size=vocab, block_size=block, dim=dim, depth=depth, num_heads=heads, mlp_dim=4 * dim)
+        )
         torch.manual_seed(0)
         return ours, ReferenceGPT(vocab, block, dim, depth, heads)
 
@@ -133,20 +140,36 @@ def main() -> None:
         rates["labformer"].append(throughput(ours, data, block=block, batch=batch))
         rates["reference"].append(throughput(reference, data, block=block, batch=batch))
     ours_rate, reference_rate = max(rates["labformer"]), max(rates["reference"])
-    rows.append(["training tokens/s", f"{ours_rate:,.0f}", f"{reference_rate:,.0f}",
-                 f"{ours_rate / reference_rate:.2f}", "≥ 1.00"])
+    rows.append(
+        [
+            "training tokens/s",
+            f"{ours_rate:,.0f}",
+            f"{reference_rate:,.0f}",
+            f"{ours_rate / reference_rate:.2f}",
+            "≥ 1.00",
+        ]
+    )
     ours, reference = models()
     steps_hint = int(args.budget * reference_rate / (batch * block))
     ours_run = train_for(ours, data, block=block, batch=batch, lr=lr, budget=args.budget, steps_hint=steps_hint)
-    reference_run = train_for(reference, data, block=block, batch=batch, lr=lr, budget=args.budget,
-                              steps_hint=steps_hint)
-    rows.append([f"val loss after {args.budget:.0f}s", f"{ours_run['val_loss']:.3f} ({ours_run['steps']} steps)",
-                 f"{reference_run['val_loss']:.3f} ({reference_run['steps']} steps)", "", "lower is better"])
+    reference_run = train_for(
+        reference, data, block=block, batch=batch, lr=lr, budget=args.budget, steps_hint=steps_hint
+    )
+    rows.append(
+        [
+            f"val loss after {args.budget:.0f}s",
+            f"{ours_run['val_loss']:.3f} ({ours_run['steps']} steps)",
+            f"{reference_run['val_loss']:.3f} ({reference_run['steps']} steps)",
+            "",
+            "lower is better",
+        ]
+    )
 
     # Generation at block 256: 500 new tokens from a 1-token prompt, batch 1.
     torch.manual_seed(0)
-    generator_model = GPT(GPTConfig(vocab_size=vocab, block_size=256, dim=dim, depth=depth, num_heads=heads,
-                                    mlp_dim=4 * dim)).eval()
+    generator_model = GPT(
+        GPTConfig(vocab_size=vocab, block_size=256, dim=dim, depth=depth, num_heads=heads, mlp_dim=4 * dim)
+    ).eval()
     prompt = torch.zeros(1, 1, dtype=torch.long)
     speeds = {}
     for use_cache in (True, False):
@@ -155,11 +178,19 @@ def main() -> None:
         speeds[use_cache] = 500 / (time.perf_counter() - started)
         speeds[f"tokens{use_cache}"] = out
     same = torch.equal(speeds["tokensTrue"], speeds["tokensFalse"])
-    rows.append(["generation tokens/s (block 256, 500 new)", f"{speeds[True]:,.0f} with KV cache",
-                 f"{speeds[False]:,.0f} without", f"{speeds[True] / speeds[False]:.1f}x",
-                 f"≥ 5x; same tokens: {'yes' if same else 'NO'}"])
-    print(f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
-          f"AdamW {lr}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    rows.append(
+        [
+            "generation tokens/s (block 256, 500 new)",
+            f"{speeds[True]:,.0f} with KV cache",
+            f"{speeds[False]:,.0f} without",
+            f"{speeds[True] / speeds[False]:.1f}x",
+            f"≥ 5x; same tokens: {'yes' if same else 'NO'}",
+        ]
+    )
+    print(
+        f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
+        f"AdamW {lr}, {torch.get_num_threads()} threads, torch {torch.__version__}\n"
+    )
     print_table(["measure", "labformer", "reference", "ratio", "target"], rows)
     if not math.isfinite(ours_run["val_loss"]):
         raise SystemExit("labformer's loss diverged")

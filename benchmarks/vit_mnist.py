@@ -25,7 +25,7 @@ from timing import median_seconds, print_table
 from torch import nn
 
 from labformer.data import load_mnist
-from labformer.models.vit import ViT, ViTConfig
+from labformer.models.vit import ViT
 from labformer.training.classify import preset_configs
 from labformer.training.optim import build_optimizer, learning_rate
 
@@ -35,8 +35,9 @@ def reference_vit() -> nn.Module:
     spec = importlib.util.spec_from_file_location("vit_pytorch_vit", str(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.ViT(image_size=28, patch_size=7, num_classes=10, dim=64, depth=6, heads=8, mlp_dim=128,
-                      channels=1, dim_head=8)
+    return module.ViT(
+        image_size=28, patch_size=7, num_classes=10, dim=64, depth=6, heads=8, mlp_dim=128, channels=1, dim_head=8
+    )
 
 
 def matmul_flops(size: int = 2048) -> float:
@@ -78,15 +79,28 @@ def inference(model: nn.Module) -> tuple[float, float]:
 @torch.no_grad()
 def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
-    correct = sum((model(images[i : i + 1000]).argmax(-1) == labels[i : i + 1000]).sum().item()
-                  for i in range(0, len(labels), 1000))
+    correct = sum(
+        (model(images[i : i + 1000]).argmax(-1) == labels[i : i + 1000]).sum().item()
+        for i in range(0, len(labels), 1000)
+    )
     model.train()
     return correct / len(labels)
 
 
-def time_to_accuracy(model: nn.Module, data, *, epochs: int, batch: int, lr: float, weight_decay: float,
-                     warmup_epochs: float, schedule: str, label_smoothing: float, grad_clip: float,
-                     budget: float) -> dict:
+def time_to_accuracy(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    warmup_epochs: float,
+    schedule: str,
+    label_smoothing: float,
+    grad_clip: float,
+    budget: float,
+) -> dict:
     """Trains like ``labformer train vit`` (no augmentation), scoring the test set after each epoch."""
     torch.manual_seed(0)
     optimizer = build_optimizer(model, lr, weight_decay)
@@ -104,8 +118,13 @@ def time_to_accuracy(model: nn.Module, data, *, epochs: int, batch: int, lr: flo
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, base_lr=lr, total_steps=total,
-                                            warmup_steps=round(warmup_epochs * steps_per_epoch), schedule=schedule)
+                group["lr"] = learning_rate(
+                    step,
+                    base_lr=lr,
+                    total_steps=total,
+                    warmup_steps=round(warmup_epochs * steps_per_epoch),
+                    schedule=schedule,
+                )
             index = order[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(model(train_x[index]), data.train.labels[index], label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -147,23 +166,59 @@ def main() -> None:
         flops = training_flops_per_image(model, torch.randn(8, 1, 28, 28))
         rate = train_images_per_second(model, train_config.batch_size, train_config.lr)
         per_second, latency = inference(model)
-        rows.append([name, f"{sum(p.numel() for p in model.parameters()):,}", f"{rate:,.0f}", f"{per_second:,.0f}",
-                     f"{latency:.2f}", f"{rate * flops / 1e9:.1f}", f"{rate * flops / peak:.1%}"])
+        rows.append(
+            [
+                name,
+                f"{sum(p.numel() for p in model.parameters()):,}",
+                f"{rate:,.0f}",
+                f"{per_second:,.0f}",
+                f"{latency:.2f}",
+                f"{rate * flops / 1e9:.1f}",
+                f"{rate * flops / peak:.1%}",
+            ]
+        )
         print(" | ".join(rows[-1]), flush=True)
         if "torch)" in name or args.skip_training:
             continue
         print(f"training {name} ...", flush=True)
-        result = time_to_accuracy(build(), data, epochs=train_config.epochs, batch=train_config.batch_size,
-                                  lr=train_config.lr, weight_decay=train_config.weight_decay,
-                                  warmup_epochs=train_config.warmup_epochs, schedule=train_config.schedule,
-                                  label_smoothing=train_config.label_smoothing, grad_clip=train_config.grad_clip,
-                                  budget=args.budget)
-        runs.append([name.removesuffix(" (labformer)"), *(
-            f"{result['reached'][t][0]:.0f}s / {result['reached'][t][1]} ep" if t in result["reached"] else "not reached"
-            for t in (0.98, 0.99)), f"{result['final']:.2%} after {result['epochs']} ep, {result['seconds']:.0f}s"])
+        result = time_to_accuracy(
+            build(),
+            data,
+            epochs=train_config.epochs,
+            batch=train_config.batch_size,
+            lr=train_config.lr,
+            weight_decay=train_config.weight_decay,
+            warmup_epochs=train_config.warmup_epochs,
+            schedule=train_config.schedule,
+            label_smoothing=train_config.label_smoothing,
+            grad_clip=train_config.grad_clip,
+            budget=args.budget,
+        )
+        runs.append(
+            [
+                name.removesuffix(" (labformer)"),
+                *(
+                    f"{result['reached'][t][0]:.0f}s / {result['reached'][t][1]} ep"
+                    if t in result["reached"]
+                    else "not reached"
+                    for t in (0.98, 0.99)
+                ),
+                f"{result['final']:.2%} after {result['epochs']} ep, {result['seconds']:.0f}s",
+            ]
+        )
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s\n")
-    print_table(["model", "parameters", "train img/s", "infer img/s (b=1024)", "latency ms (b=1)",
-                 "train GFLOP/s", "of matmul peak"], rows)
+    print_table(
+        [
+            "model",
+            "parameters",
+            "train img/s",
+            "infer img/s (b=1024)",
+            "latency ms (b=1)",
+            "train GFLOP/s",
+            "of matmul peak",
+        ],
+        rows,
+    )
     if runs:
         print()
         print_table(["run", "to 98 % test", "to 99 % test", "final"], runs)

@@ -42,14 +42,19 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, di
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
-    wrong = [f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in weights and weights[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         details = "; ".join(filter(None, [
             f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
             f"wrong shapes {wrong[:3]}" if wrong else ""]))  # fmt: skip
-        raise ValueError(f"{run_dir / 'model.safetensors'} does not fit the {run['kind']} model of "
-                         f"{run_dir / 'config.json'}: {details}")
+        raise ValueError(
+            f"{run_dir / 'model.safetensors'} does not fit the {run['kind']} model of "
+            f"{run_dir / 'config.json'}: {details}"
+        )
     model.load_state_dict(weights)
     model.run_info = run  # type: ignore[assignment]
     return model.to(resolve_device(device)).eval(), run

@@ -28,10 +28,11 @@ __all__ = [
     "scaled_dot_product_attention",
 ]
 
-# Below this many keys the plain matmul-softmax-matmul core is faster than PyTorch's fused kernel on
-# CPU (the fused kernel's tiling and set-up do not pay off on tiny score matrices: measured 0.70–0.76x
-# of the fused time at 17 tokens, while the fused kernel wins from about 65 tokens; see
-# benchmarks/attention.py). On CUDA the fused kernels win at every size.
+# Which core runs on CPU (measured here, benchmarks/attention.py): when gradients are needed the fused
+# kernel wins at every size (its backward is 2-4x faster than autograd through matmul-softmax-matmul,
+# even at 17 tokens); for inference below about 48 keys the plain core is faster (the fused kernel's
+# tiling and set-up do not pay off on tiny score matrices), above it the fused kernel wins.
+# On CUDA the fused kernels win everywhere.
 FUSED_MIN_KEYS_CPU = 48
 
 
@@ -145,18 +146,20 @@ def _reference_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, scale: float
 ) -> tuple[Tensor, Tensor]:
     """The readable path: matmul, mask, softmax, (dropout), matmul. Returns (output, weights)."""
-    # Scaling the product in place saves a pass over q (matmul's backward does not need its output).
-    weights = _masked_softmax((q @ k.transpose(-2, -1)).mul_(scale), mask)  # (..., T, S)
+    # Scale q (T x D numbers), not the scores (T x S): cheaper whenever S > D, as in most layers.
+    weights = _masked_softmax((q * scale) @ k.transpose(-2, -1), mask)  # (..., T, S)
     dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights
 
 
-def _use_fused(q: Tensor, k: Tensor, mask: Tensor | None) -> bool:
+def _use_fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> bool:
     if q.is_cuda:
         return True
-    # The fused CPU kernel gives -inf float rows NaN; keep those on the reference path.
+    # The fused CPU kernel gives all -inf float rows NaN; keep float masks on the reference path.
     if mask is not None and mask.dtype != torch.bool:
         return False
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return True
     return k.shape[-2] >= FUSED_MIN_KEYS_CPU
 
 
@@ -185,8 +188,8 @@ def scaled_dot_product_attention(
     Returns:
         (..., T, Dv).
 
-    Small score matrices run the plain path, large ones PyTorch's fused kernel (see
-    ``FUSED_MIN_KEYS_CPU``); both give the same values and gradients.
+    Training and large score matrices run PyTorch's fused kernel, small inference calls the plain
+    path (see ``FUSED_MIN_KEYS_CPU``); both give the same values and gradients.
 
     Example:
         >>> scaled_dot_product_attention(torch.randn(2, 4, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 3)).shape
@@ -196,7 +199,7 @@ def scaled_dot_product_attention(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1); got {dropout_p}")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if _use_fused(q, k, mask):
+    if _use_fused(q, k, v, mask):
         if causal and mask is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
         mask = _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)

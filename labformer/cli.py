@@ -19,13 +19,21 @@ EXIT_BAD_INPUT = 2
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16 autocast (default: none)")
+    parser.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "none", "bf16"],
+        help="bf16 autocast; auto = where it is faster on this device (default)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
 
 
 def _vit_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("vit", help="train a Vision Transformer (default: MNIST, preset fast)",
-                            description="Train a Vision Transformer on MNIST or CIFAR-10.")
+    parser = sub.add_parser(
+        "vit",
+        help="train a Vision Transformer (default: MNIST, preset fast)",
+        description="Train a Vision Transformer on MNIST or CIFAR-10.",
+    )
     parser.add_argument("--dataset", default="mnist", help="mnist | cifar10 (default: mnist)")
     parser.add_argument("--data-dir", help="IDX files (MNIST) or the CIFAR-10 archive; default: embedded / cache")
     parser.add_argument("--preset", default="fast", help="fast | best | lab (default: fast)")
@@ -40,9 +48,20 @@ def _vit_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--position", choices=["learned", "sincos"])
     model.add_argument("--backend", choices=["labformer", "torch"])
     train = parser.add_argument_group("training (overrides the preset)")
-    for flag, kind in (("epochs", int), ("batch-size", int), ("lr", float), ("weight-decay", float),
-                       ("warmup-epochs", float), ("label-smoothing", float), ("grad-clip", float),
-                       ("val-size", int), ("train-size", int), ("seed", int), ("min-lr-ratio", float)):
+    for flag, kind in (
+        ("epochs", int),
+        ("batch-size", int),
+        ("lr", float),
+        ("weight-decay", float),
+        ("warmup-epochs", float),
+        ("label-smoothing", float),
+        ("grad-clip", float),
+        ("val-size", int),
+        ("train-size", int),
+        ("seed", int),
+        ("min-lr-ratio", float),
+        ("checkpoint-every", int),
+    ):
         train.add_argument(f"--{flag}", type=kind)
     train.add_argument("--schedule", choices=["cosine", "constant"])
     train.add_argument("--augment", choices=["auto", "affine", "crop_flip", "none"])
@@ -51,9 +70,26 @@ def _vit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 MODEL_FLAGS = ("patch_size", "dim", "depth", "num_heads", "mlp_dim", "pool", "dropout", "position", "backend")
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "grad_clip",
-               "val_size", "train_size", "seed", "min_lr_ratio", "schedule", "augment", "data_dir",
-               "device", "amp", "compile")
+TRAIN_FLAGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "label_smoothing",
+    "grad_clip",
+    "val_size",
+    "train_size",
+    "seed",
+    "min_lr_ratio",
+    "schedule",
+    "augment",
+    "data_dir",
+    "device",
+    "amp",
+    "compile",
+    "checkpoint_every",
+)
 
 
 def _picked(args: argparse.Namespace, names: Sequence[str]) -> dict:
@@ -65,11 +101,12 @@ def _train_vit(args: argparse.Namespace) -> None:
 
     if args.resume:
         runtime = {k: getattr(args, k) for k in ("device", "amp", "compile")}
-        train_classifier(None, ClassifyConfig(**runtime), resume=args.resume,  # type: ignore[arg-type]
-                         progress=not args.no_progress)
+        runtime["checkpoint_every"] = args.checkpoint_every or 0
+        train_classifier(None, ClassifyConfig(**runtime), resume=args.resume, progress=not args.no_progress)
         return
-    model_config, train_config = preset_configs(args.preset, args.dataset, _picked(args, MODEL_FLAGS),
-                                                _picked(args, TRAIN_FLAGS))
+    model_config, train_config = preset_configs(
+        args.preset, args.dataset, _picked(args, MODEL_FLAGS), _picked(args, TRAIN_FLAGS)
+    )
     train_classifier(model_config, train_config, out=args.out, preset=args.preset, progress=not args.no_progress)
 
 
@@ -83,12 +120,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     from labformer.data import load_images
 
     train = run["train"]
-    data = load_images(train["dataset"], args.data_dir or train.get("data_dir"), val_size=train["val_size"],
-                       seed=train["seed"])
+    data = load_images(
+        train["dataset"], args.data_dir or train.get("data_dir"), val_size=train["val_size"], seed=train["seed"]
+    )
     result = evaluate(model, data, "test")
     if args.json:
-        print(json.dumps({"test_accuracy": result.accuracy, "test_loss": result.loss,
-                          "confusion": result.confusion.tolist()}))
+        print(
+            json.dumps(
+                {"test_accuracy": result.accuracy, "test_loss": result.loss, "confusion": result.confusion.tolist()}
+            )
+        )
         return
     print(f"test accuracy {100 * result.accuracy:.2f}%  test loss {result.loss:.4f}  ({len(result.labels)} images)")
     print("confusion matrix (rows: true, columns: predicted)")

@@ -64,15 +64,18 @@ def plot_confusion(confusion: Tensor, classes: list[str]) -> Figure:
         for j in range(len(classes)):
             value = int(confusion[i, j])
             if value:
-                axis.text(j, i, value, ha="center", va="center", fontsize=7,
-                          color="white" if value > threshold else "black")
+                axis.text(
+                    j, i, value, ha="center", va="center", fontsize=7, color="white" if value > threshold else "black"
+                )
     axis.set_title(f"confusion matrix (accuracy {confusion.diag().sum() / confusion.sum():.2%})")
     return figure
 
 
 def _show(axis: plt.Axes, image: Tensor) -> None:
     """uint8 (C, H, W) -> grey or colour picture."""
-    axis.imshow(image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray" if image.shape[0] == 1 else None)
+    axis.imshow(
+        image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray" if image.shape[0] == 1 else None
+    )
     axis.axis("off")
 
 
@@ -82,15 +85,18 @@ def plot_mistakes(data: ImageData, evaluation: Evaluation, count: int = 24) -> F
     worst = true_probability.argsort()[:count]
     columns = 8
     rows = max(1, (len(worst) + columns - 1) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 2.2 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, worst.tolist()):
         _show(axis, data.test.images[index])
         predicted = int(evaluation.probabilities[index].argmax())
         score = float(evaluation.probabilities[index, predicted])
-        axis.set_title(f"true {data.classes[evaluation.labels[index]]}\npred {data.classes[predicted]} {score:.2f}",
-                       fontsize=8, color="tab:red")
+        axis.set_title(
+            f"true {data.classes[evaluation.labels[index]]}\npred {data.classes[predicted]} {score:.2f}",
+            fontsize=8,
+            color="tab:red",
+        )
     figure.suptitle("worst-classified test images")
     figure.tight_layout()
     return figure
@@ -151,11 +157,12 @@ def plot_vit_attention(model: ViT, data: ImageData, count: int = 4) -> Figure:
     return figure
 
 
-def save_classifier_figures(run_dir: Path, model: ViT, data: ImageData, history: History,
-                            test: Evaluation) -> None:
+def save_classifier_figures(run_dir: Path, model: ViT, data: ImageData, history: History, test: Evaluation) -> None:
     """curves.png, confusion.png, mistakes.png and attention.png in ``run_dir``."""
-    save_figure(plot_curves(history, [("loss", "loss", "val_loss"), ("accuracy", "accuracy", "val_accuracy")]),
-                run_dir / "curves.png")
+    save_figure(
+        plot_curves(history, [("loss", "loss", "val_loss"), ("accuracy", "accuracy", "val_accuracy")]),
+        run_dir / "curves.png",
+    )
     save_figure(plot_confusion(test.confusion, data.classes), run_dir / "confusion.png")
     save_figure(plot_mistakes(data, test), run_dir / "mistakes.png")
     save_figure(plot_vit_attention(model, data), run_dir / "attention.png")

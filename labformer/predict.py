@@ -57,8 +57,14 @@ def load_image(path: Path, *, channels: int, size: int, mnist_style: bool) -> Te
 def predict_images(model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3) -> list[dict[str, Any]]:
     """Per file: {"path", "prediction", "top": [(class, probability), ...]}; all files read first."""
     config = model.config
-    images = torch.stack([load_image(p, channels=config.channels, size=config.image_size,
-                                     mnist_style=run["train"]["dataset"] == "mnist") for p in paths])
+    images = torch.stack(
+        [
+            load_image(
+                p, channels=config.channels, size=config.image_size, mnist_style=run["train"]["dataset"] == "mnist"
+            )
+            for p in paths
+        ]
+    )
     device = next(model.parameters()).device
     mean = torch.tensor(run["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(run["std"], device=device).view(1, -1, 1, 1)
@@ -67,6 +73,11 @@ def predict_images(model: nn.Module, run: dict[str, Any], paths: list[Path], top
     results = []
     for path, p in zip(paths, probabilities):
         values, indices = p.topk(min(top, len(classes)))
-        results.append({"path": str(path), "prediction": classes[int(indices[0])],
-                        "top": [(classes[int(i)], round(float(v), 4)) for v, i in zip(values, indices)]})
+        results.append(
+            {
+                "path": str(path),
+                "prediction": classes[int(indices[0])],
+                "top": [(classes[int(i)], round(float(v), 4)) for v, i in zip(values, indices)],
+            }
+        )
     return results

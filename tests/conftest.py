@@ -58,8 +58,15 @@ def mnist_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_digits() -> ImageData:
-    return ImageData("mnist", synthetic_digits(400, 0), synthetic_digits(100, 1), synthetic_digits(100, 2),
-                     [str(i) for i in range(10)], (0.1307,), (0.3081,))
+    return ImageData(
+        "mnist",
+        synthetic_digits(400, 0),
+        synthetic_digits(100, 1),
+        synthetic_digits(100, 2),
+        [str(i) for i in range(10)],
+        (0.1307,),
+        (0.3081,),
+    )
 
 
 @pytest.fixture

@@ -94,6 +94,10 @@ def test_paths_agree_with_torch_and_each_other(num_keys, mask_kind):
     reference, _ = _reference_attention(q, k, v, full, 0.0, D**-0.5)
     torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-9)
     torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-9)
+    with torch.no_grad():  # inference picks its path by size: same values
+        torch.testing.assert_close(
+            scaled_dot_product_attention(q, k, v, mask, causal=causal), theirs, atol=1e-10, rtol=1e-9
+        )
     grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
     reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
     for ours_grad, reference_grad in zip(grads, reference_grads):

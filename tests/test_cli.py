@@ -17,8 +17,23 @@ import labformer
 from labformer.cli import main
 from labformer.training import classify
 
-TINY_VIT = ["--dim", "16", "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--val-size", "100",
-            "--batch-size", "50", "--no-progress", "--device", "cpu"]
+TINY_VIT = [
+    "--dim",
+    "16",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--mlp-dim",
+    "32",
+    "--val-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -32,7 +47,9 @@ def vit_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     base = tmp_path_factory.mktemp("vit")
     data_dir = write_mnist_dir(base / "mnist")
     out = base / "run"
-    result = run_cli("train", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(out), "--lr", "3e-3", *TINY_VIT)
+    result = run_cli(
+        "train", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(out), "--lr", "3e-3", *TINY_VIT
+    )
     return out, data_dir, result
 
 
@@ -40,10 +57,18 @@ def test_train_writes_the_whole_run_directory(vit_run):
     out, _, result = vit_run
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch")]
-    pattern = r"Epoch \d/2  \d+\.\ds  loss \d\.\d{3}  acc \d+\.\d%  val_loss \d\.\d{3}  val_acc \d+\.\d%  lr \d\.\de-\d\d"
+    pattern = (
+        r"Epoch \d/2  \d+\.\ds  loss \d\.\d{3}  acc \d+\.\d%  val_loss \d\.\d{3}  val_acc \d+\.\d%  lr \d\.\de-\d\d"
+    )
     assert len(lines) == 2 and all(re.fullmatch(pattern, line) for line in lines), lines
-    for name in ("config.json", "model.safetensors", "history.json", "history.csv", "metrics.json",
-                 "checkpoint.safetensors"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "checkpoint.safetensors",
+    ):
         assert (out / name).stat().st_size > 0, name
     for figure in ("curves.png", "confusion.png", "mistakes.png", "attention.png"):
         with Image.open(out / figure) as image:
@@ -105,8 +130,11 @@ def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):
 
 def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir, monkeypatch):
     model_config, train_config = classify.preset_configs(
-        "fast", "mnist", dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
-        dict(epochs=3, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu", augment="affine"))
+        "fast",
+        "mnist",
+        dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(epochs=3, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu", augment="affine"),
+    )
     full = classify.train_classifier(model_config, train_config, out=tmp_path / "full", progress=False)
     original = classify.History.append
     calls = {"n": 0}
@@ -121,8 +149,9 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir, monkey
     with pytest.raises(KeyboardInterrupt):
         classify.train_classifier(model_config, train_config, out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(classify.History, "append", original)
-    resumed = classify.train_classifier(None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut",
-                                        progress=False)
+    resumed = classify.train_classifier(
+        None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut", progress=False
+    )
     assert resumed["test_accuracy"] == full["test_accuracy"]
     assert resumed["test_loss"] == pytest.approx(full["test_loss"], abs=1e-6)
     a = labformer.load(tmp_path / "full").state_dict()

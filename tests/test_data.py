@@ -8,11 +8,10 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx
 
 from labformer.data import Augment, crop_and_flip, load_cifar10, load_mnist, random_affine
 from labformer.data.images import ImageSplit
-from conftest import write_idx
-
 from labformer.data.mnist import _embedded_file, read_idx
 
 
@@ -71,8 +70,10 @@ def test_embedded_mnist_is_the_standard_split():
 
 def cifar_batches(n: int):
     rng = np.random.default_rng(1)
-    return {name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n))
-            for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+    return {
+        name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n))
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    }
 
 
 def write_cifar_binary(directory, batches):

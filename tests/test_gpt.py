@@ -56,8 +56,9 @@ def test_generation_with_cache_equals_without(top_k):
     prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
     # 30 new tokens with block 8: the window jumps several times
     with_cache = gpt.generate(prompt, 30, temperature=0.9, top_k=top_k, generator=torch.Generator().manual_seed(4))
-    without = gpt.generate(prompt, 30, temperature=0.9, top_k=top_k, use_cache=False,
-                           generator=torch.Generator().manual_seed(4))
+    without = gpt.generate(
+        prompt, 30, temperature=0.9, top_k=top_k, use_cache=False, generator=torch.Generator().manual_seed(4)
+    )
     assert with_cache.shape == (2, 33)
     assert torch.equal(with_cache, without)
     assert torch.equal(with_cache[:, :3], prompt)

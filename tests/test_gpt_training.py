@@ -16,9 +16,29 @@ import labformer
 from labformer.cli import main
 from labformer.training import language
 
-TINY_GPT = ["--block-size", "16", "--dim", "16", "--depth", "1", "--heads", "2", "--mlp-dim", "32",
-            "--batch-size", "8", "--eval-interval", "10", "--eval-iters", "3", "--warmup-iters", "2",
-            "--no-progress", "--device", "cpu"]
+TINY_GPT = [
+    "--block-size",
+    "16",
+    "--dim",
+    "16",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--mlp-dim",
+    "32",
+    "--batch-size",
+    "8",
+    "--eval-interval",
+    "10",
+    "--eval-iters",
+    "3",
+    "--warmup-iters",
+    "2",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +54,25 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gpt_run(corpus, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("gpt") / "run"
-    result = subprocess.run([sys.executable, "-m", "labformer", "train", "gpt", "--text", str(corpus), "--iters", "30",
-                             "--out", str(out), *TINY_GPT], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labformer",
+            "train",
+            "gpt",
+            "--text",
+            str(corpus),
+            "--iters",
+            "30",
+            "--out",
+            str(out),
+            *TINY_GPT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return out, result
 
 
@@ -45,8 +82,17 @@ def test_train_gpt_writes_the_run_directory(gpt_run, corpus):
     lines = [line for line in result.stdout.splitlines() if line.startswith("step")]
     assert [line.split(":")[0] for line in lines] == ["step 10", "step 20", "step 30"]
     assert all(re.fullmatch(r"step \d+: train loss \d\.\d{3}, val loss \d\.\d{3}", line) for line in lines)
-    for name in ("config.json", "vocab.json", "model.safetensors", "history.json", "history.csv", "metrics.json",
-                 "curves.png", "sample.txt", "checkpoint.safetensors"):
+    for name in (
+        "config.json",
+        "vocab.json",
+        "model.safetensors",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "curves.png",
+        "sample.txt",
+        "checkpoint.safetensors",
+    ):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"val_loss", "train_loss", "iters", "train_seconds", "tokens_per_second"} <= set(metrics)
@@ -59,14 +105,52 @@ def test_train_gpt_writes_the_run_directory(gpt_run, corpus):
 
 def test_generate_prints_text_from_the_prompt(gpt_run):
     out, _ = gpt_run
-    result = subprocess.run([sys.executable, "-m", "labformer", "generate", str(out), "--prompt", "ROMEO:",
-                             "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labformer",
+            "generate",
+            str(out),
+            "--prompt",
+            "ROMEO:",
+            "--tokens",
+            "40",
+            "--seed",
+            "3",
+            "--top-k",
+            "5",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) >= 46
-    again = subprocess.run([sys.executable, "-m", "labformer", "generate", str(out), "--prompt", "ROMEO:",
-                            "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labformer",
+            "generate",
+            str(out),
+            "--prompt",
+            "ROMEO:",
+            "--tokens",
+            "40",
+            "--seed",
+            "3",
+            "--top-k",
+            "5",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.stdout == result.stdout  # seeded
     model = labformer.load(out)
     assert model.config.block_size == 16 and not model.training
@@ -82,8 +166,10 @@ def test_generate_bad_input(gpt_run, capsys):
 
 def test_resume_gives_the_same_model(corpus, tmp_path, monkeypatch):
     model_values, config = language.preset_configs(
-        "cpu", dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
-        dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"))
+        "cpu",
+        dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"),
+    )
     full = language.train_language_model(model_values, config, out=tmp_path / "full", progress=False)
     original = language.History.append
     calls = {"n": 0}
@@ -98,8 +184,9 @@ def test_resume_gives_the_same_model(corpus, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         language.train_language_model(model_values, config, out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(language.History, "append", original)
-    resumed = language.train_language_model({}, language.LanguageConfig(device="cpu"), resume=tmp_path / "cut",
-                                            progress=False)
+    resumed = language.train_language_model(
+        {}, language.LanguageConfig(device="cpu"), resume=tmp_path / "cut", progress=False
+    )
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
     a, b = labformer.load(tmp_path / "full").state_dict(), labformer.load(tmp_path / "cut").state_dict()
     for name in a:

@@ -63,8 +63,9 @@ class Augment:
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """float (B, C, H, W) in [0, 1] -> augmented, same shape."""
         if self.kind == "affine":
-            return random_affine(images, degrees=self.degrees, translate=self.translate, scale=self.scale,
-                                 generator=generator)
+            return random_affine(
+                images, degrees=self.degrees, translate=self.translate, scale=self.scale, generator=generator
+            )
         if self.kind == "crop_flip":
             return crop_and_flip(images, padding=self.padding, generator=generator)
         if self.kind == "none":

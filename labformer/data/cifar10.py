@@ -42,8 +42,9 @@ class _ArraysOnly(pickle.Unpickler):
 
 def _parse_binary(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) == 0 or len(data) % RECORD:
-        raise ValueError(f"CIFAR-10 binary batch {name} is truncated or corrupt ({len(data)} bytes, "
-                         f"not a multiple of {RECORD})")
+        raise ValueError(
+            f"CIFAR-10 binary batch {name} is truncated or corrupt ({len(data)} bytes, not a multiple of {RECORD})"
+        )
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD)
     return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
 
@@ -87,8 +88,10 @@ def _load_splits(source: Path) -> tuple[ImageSplit, ImageSplit]:
         parts[stem.removesuffix(".bin")] = parse(data, name)
     missing = [stem for stem in (*TRAIN, "test_batch") if stem not in parts]
     if missing:
-        raise FileNotFoundError(f"CIFAR-10 batches {', '.join(missing)} not found in {source} (expected the "
-                                "cifar-10-batches-bin or cifar-10-batches-py files)")
+        raise FileNotFoundError(
+            f"CIFAR-10 batches {', '.join(missing)} not found in {source} (expected the "
+            "cifar-10-batches-bin or cifar-10-batches-py files)"
+        )
     splits = []
     for stems in (TRAIN, ["test_batch"]):
         images = np.concatenate([parts[s][0] for s in stems])

@@ -34,6 +34,7 @@ def download(url: str, path: Path, *, what: str, hint: str) -> Path:
         os.replace(temporary, path)
     except (urllib.error.URLError, OSError) as error:
         Path(temporary).unlink(missing_ok=True)
-        raise FileNotFoundError(f"{what} is not cached at {path} and could not be downloaded from {url} "
-                                f"({error}); {hint}") from None
+        raise FileNotFoundError(
+            f"{what} is not cached at {path} and could not be downloaded from {url} ({error}); {hint}"
+        ) from None
     return path

@@ -44,8 +44,9 @@ def read_idx(path: Path) -> np.ndarray:
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape))
     if len(data) - offset != expected:
-        raise ValueError(f"{path} is truncated or corrupt: header says {shape} = {expected} bytes, "
-                         f"found {len(data) - offset}")
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says {shape} = {expected} bytes, found {len(data) - offset}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -62,7 +63,9 @@ def _from_idx(directory: Path) -> tuple[ImageSplit, ImageSplit]:
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"MNIST {part} files in {directory} disagree: images {images.shape}, labels {labels.shape}")
+            raise ValueError(
+                f"MNIST {part} files in {directory} disagree: images {images.shape}, labels {labels.shape}"
+            )
         splits.append(ImageSplit(torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))))
     return splits[0], splits[1]
 

@@ -51,8 +51,12 @@ def shakespeare_path() -> Path:
     """Tiny Shakespeare: ``$LABFORMER_SHAKESPEARE``, else the cache (downloaded when missing)."""
     if "LABFORMER_SHAKESPEARE" in os.environ:
         return Path(os.environ["LABFORMER_SHAKESPEARE"])
-    return download(SHAKESPEARE_URL, cache_dir() / "tinyshakespeare.txt", what="Tiny Shakespeare",
-                    hint="pass a text file with --text FILE (or set LABFORMER_SHAKESPEARE)")
+    return download(
+        SHAKESPEARE_URL,
+        cache_dir() / "tinyshakespeare.txt",
+        what="Tiny Shakespeare",
+        hint="pass a text file with --text FILE (or set LABFORMER_SHAKESPEARE)",
+    )
 
 
 def read_text(path: Path) -> str:
@@ -75,8 +79,14 @@ class TextData:
     train: Tensor  # (N_train,) int64
     val: Tensor  # (N_val,) int64
 
-    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator,
-              device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    def batch(
+        self,
+        split: str,
+        batch_size: int,
+        block_size: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> tuple[Tensor, Tensor]:
         """Random windows: x (B, block_size) and y = x shifted by one (B, block_size)."""
         data = self.train if split == "train" else self.val
         start = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
@@ -85,8 +95,13 @@ class TextData:
         return window[:, :-1], window[:, 1:]
 
 
-def load_text(path: str | Path | None = None, *, block_size: int, tokenizer: CharTokenizer | None = None,
-              val_fraction: float = 0.1) -> TextData:
+def load_text(
+    path: str | Path | None = None,
+    *,
+    block_size: int,
+    tokenizer: CharTokenizer | None = None,
+    val_fraction: float = 0.1,
+) -> TextData:
     """Reads, tokenizes and splits a corpus (default: Tiny Shakespeare).
 
     Raises FileNotFoundError / ValueError for a missing, empty, non-UTF-8 or too-short file.
@@ -98,7 +113,9 @@ def load_text(path: str | Path | None = None, *, block_size: int, tokenizer: Cha
     split = int(len(ids) * (1 - val_fraction))
     train, val = ids[:split], ids[split:]
     if len(val) < block_size + 1:
-        raise ValueError(f"text file {path} has {len(text)} characters: too short for block_size {block_size} "
-                         f"(the validation tenth needs at least {block_size + 1}; "
-                         f"give at least {int((block_size + 1) / val_fraction) + 1} characters)")
+        raise ValueError(
+            f"text file {path} has {len(text)} characters: too short for block_size {block_size} "
+            f"(the validation tenth needs at least {block_size + 1}; "
+            f"give at least {int((block_size + 1) / val_fraction) + 1} characters)"
+        )
     return TextData(tokenizer, train, val)

@@ -1,8 +1,8 @@
 """The lab's experiments: each a function returning its numbers, the lab's values and a figure.
 
-    >>> from labformer import lab
-    >>> result = lab.run("scaling")
-    >>> print("\\n".join(result.lines()))  # doctest: +SKIP
+>>> from labformer import lab
+>>> result = lab.run("scaling")
+>>> print("\\n".join(result.lines()))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,8 +27,20 @@ __all__ = ["EXPERIMENTS", "Result", "run"]
 # In the lab's order.
 EXPERIMENTS = {
     fn.__name__: fn
-    for fn in (single_query, batched, permutation, position_encodings, scaling, softmax_sharpening, message_passing,
-               receptive_field, heads_as_channels, batchnorm_vs_layernorm, pre_vs_post_norm, self_vs_cross)
+    for fn in (
+        single_query,
+        batched,
+        permutation,
+        position_encodings,
+        scaling,
+        softmax_sharpening,
+        message_passing,
+        receptive_field,
+        heads_as_channels,
+        batchnorm_vs_layernorm,
+        pre_vs_post_norm,
+        self_vs_cross,
+    )
 }
 
 

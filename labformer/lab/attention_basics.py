@@ -30,7 +30,9 @@ V4 = [[-1, 2], [3, 4], [2, -3], [0, 2]]
 
 
 def _round(t: torch.Tensor, digits: int = 4) -> list:
-    return [[round(float(x), digits) for x in row] for row in t] if t.dim() == 2 else [round(float(x), digits) for x in t]
+    return (
+        [[round(float(x), digits) for x in row] for row in t] if t.dim() == 2 else [round(float(x), digits) for x in t]
+    )
 
 
 def single_query() -> Result:
@@ -56,9 +58,15 @@ def single_query() -> Result:
         axis.set_aspect("equal")
         axis.grid(alpha=0.3)
     numbers = {"output": _round(out), "weights": _round(alpha), "weight of k0": round(float(alpha[0]), 4)}
-    return Result("single_query", "Single-query attention", PART,
-                  "The key best aligned with q (k0) gets the largest weight; the output mixes the values.",
-                  numbers, figure, {"output": [-0.3584, 0.4563], "weight of k0": 0.394})
+    return Result(
+        "single_query",
+        "Single-query attention",
+        PART,
+        "The key best aligned with q (k0) gets the largest weight; the output mixes the values.",
+        numbers,
+        figure,
+        {"output": [-0.3584, 0.4563], "weight of k0": 0.394},
+    )
 
 
 def batched() -> Result:
@@ -77,12 +85,18 @@ def batched() -> Result:
         axis.set_ylabel("query")
         axis.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.03)
-    return Result("batched", "Batched attention and the causal mask", PART,
-                  "With the mask, query t only sees keys 0..t (the first query copies v0).",
-                  {"output": _round(plain), "output with causal mask": _round(masked)}, figure,
-                  {"output": [[0.1089, 0.3322], [0.2860, 0.2639], [0.0600, 0.6791], [0.0986, 0.7087]],
-                   "output with causal mask": [[-0.4472, 0.8944], [0.1639, 0.8393], [0.1129, 0.3967],
-                                               [0.0986, 0.7087]]})
+    return Result(
+        "batched",
+        "Batched attention and the causal mask",
+        PART,
+        "With the mask, query t only sees keys 0..t (the first query copies v0).",
+        {"output": _round(plain), "output with causal mask": _round(masked)},
+        figure,
+        {
+            "output": [[0.1089, 0.3322], [0.2860, 0.2639], [0.0600, 0.6791], [0.0986, 0.7087]],
+            "output with causal mask": [[-0.4472, 0.8944], [0.1639, 0.8393], [0.1129, 0.3967], [0.0986, 0.7087]],
+        },
+    )
 
 
 def permutation() -> Result:
@@ -93,25 +107,35 @@ def permutation() -> Result:
     pe = sinusoidal_encoding(4, 2, variant="lab")
     out_pe = scaled_dot_product_attention(q + pe, k + pe, v)
     numbers = {
-        "max |out[perm] - attention(q[perm], k, v)|":
-            float((scaled_dot_product_attention(q[:, perm], k, v) - out[:, perm]).abs().max()),
-        "max |out - attention(q, k[perm], v[perm])|":
-            float((scaled_dot_product_attention(q, k[:, perm], v[:, perm]) - out).abs().max()),
-        "with positions: max |out[perm] - attention(q[perm] + pe, k + pe, v)|":
-            float((scaled_dot_product_attention(q[:, perm] + pe, k + pe, v) - out_pe[:, perm]).abs().max()),
-        "with positions: max |out - attention(q + pe, k[perm] + pe, v[perm])|":
-            float((scaled_dot_product_attention(q + pe, k[:, perm] + pe, v[:, perm]) - out_pe).abs().max()),
+        "max |out[perm] - attention(q[perm], k, v)|": float(
+            (scaled_dot_product_attention(q[:, perm], k, v) - out[:, perm]).abs().max()
+        ),
+        "max |out - attention(q, k[perm], v[perm])|": float(
+            (scaled_dot_product_attention(q, k[:, perm], v[:, perm]) - out).abs().max()
+        ),
+        "with positions: max |out[perm] - attention(q[perm] + pe, k + pe, v)|": float(
+            (scaled_dot_product_attention(q[:, perm] + pe, k + pe, v) - out_pe[:, perm]).abs().max()
+        ),
+        "with positions: max |out - attention(q + pe, k[perm] + pe, v[perm])|": float(
+            (scaled_dot_product_attention(q + pe, k[:, perm] + pe, v[:, perm]) - out_pe).abs().max()
+        ),
     }
     figure, axis = plt.subplots(figsize=(7, 3))
     axis.barh(range(4), [max(x, 1e-9) for x in numbers.values()], color=["C0", "C0", "C3", "C3"])
     axis.set_xscale("log")
-    axis.set_yticks(range(4), ["queries permuted", "(k, v) permuted", "queries permuted + pos.",
-                               "(k, v) permuted + pos."])
+    axis.set_yticks(
+        range(4), ["queries permuted", "(k, v) permuted", "queries permuted + pos.", "(k, v) permuted + pos."]
+    )
     axis.set_xlabel("max difference from the expected (log)")
     axis.set_title("attention is permutation-equivariant until positions are added")
-    return Result("permutation", "Permutations and why positions are needed", PART,
-                  "Without positions, order is invisible: the differences are float rounding; with them, large.",
-                  numbers, figure)
+    return Result(
+        "permutation",
+        "Permutations and why positions are needed",
+        PART,
+        "Without positions, order is invisible: the differences are float rounding; with them, large.",
+        numbers,
+        figure,
+    )
 
 
 def position_encodings() -> Result:
@@ -125,11 +149,22 @@ def position_encodings() -> Result:
     q, k, v = _rows(Q4)[None], _rows(K)[None], _rows(V4)[None]
     pe = sinusoidal_encoding(4, 2, variant="lab")
     out = scaled_dot_product_attention(q + pe, k + pe, v)[0]
-    return Result("position_encodings", "Sinusoidal position encodings", PART,
-                  "The lab's variant gives each dimension its own frequency; Vaswani's pairs sin/cos per frequency.",
-                  {"output after adding the lab's encoding": _round(out)}, figure,
-                  {"output after adding the lab's encoding": [[0.2614, 0.0326], [0.2765, 0.0179], [0.1590, 0.2344],
-                                                              [0.1739, 0.4437]]})
+    return Result(
+        "position_encodings",
+        "Sinusoidal position encodings",
+        PART,
+        "The lab's variant gives each dimension its own frequency; Vaswani's pairs sin/cos per frequency.",
+        {"output after adding the lab's encoding": _round(out)},
+        figure,
+        {
+            "output after adding the lab's encoding": [
+                [0.2614, 0.0326],
+                [0.2765, 0.0179],
+                [0.1590, 0.2344],
+                [0.1739, 0.4437],
+            ]
+        },
+    )
 
 
 def scaling() -> Result:
@@ -156,13 +191,21 @@ def scaling() -> Result:
     for axis in (left, right):
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
-    numbers = {"var(q kᵀ), d = 256": round(float(scores.var()), 2),
-               "var(q kᵀ / √d), d = 256": round(float((scores / 16).var()), 4),
-               "entropy raw at d = 1024": round(entropy["raw"][-1], 3),
-               "entropy scaled at d = 1024": round(entropy["scaled"][-1], 3)}
-    return Result("scaling", "Why scale by 1/√d", PART,
-                  "Unscaled scores have variance ≈ d, so the softmax collapses onto one key as d grows.",
-                  numbers, figure, {"var(q kᵀ), d = 256": 259.66, "var(q kᵀ / √d), d = 256": 1.014})
+    numbers = {
+        "var(q kᵀ), d = 256": round(float(scores.var()), 2),
+        "var(q kᵀ / √d), d = 256": round(float((scores / 16).var()), 4),
+        "entropy raw at d = 1024": round(entropy["raw"][-1], 3),
+        "entropy scaled at d = 1024": round(entropy["scaled"][-1], 3),
+    }
+    return Result(
+        "scaling",
+        "Why scale by 1/√d",
+        PART,
+        "Unscaled scores have variance ≈ d, so the softmax collapses onto one key as d grows.",
+        numbers,
+        figure,
+        {"var(q kᵀ), d = 256": 259.66, "var(q kᵀ / √d), d = 256": 1.014},
+    )
 
 
 def softmax_sharpening() -> Result:
@@ -174,11 +217,18 @@ def softmax_sharpening() -> Result:
     axis.bar([i + 0.2 for i in range(5)], sharp, width=0.4, label="softmax(16 x)")
     axis.legend()
     axis.set_title("large scores make the softmax one-hot")
-    return Result("softmax_sharpening", "Softmax sharpening", PART,
-                  "Multiplying the scores by √d = 16 turns a soft mixture into almost one token.",
-                  {"softmax(x)": [round(float(p), 5) for p in soft], "softmax(16 x)": [round(float(p), 5) for p in sharp]},
-                  figure, {"softmax(x)": [0.1925, 0.14261, 0.23512, 0.14261, 0.28717],
-                           "softmax(16 x)": [0.00159, 1e-05, 0.0391, 1e-05, 0.95928]})
+    return Result(
+        "softmax_sharpening",
+        "Softmax sharpening",
+        PART,
+        "Multiplying the scores by √d = 16 turns a soft mixture into almost one token.",
+        {"softmax(x)": [round(float(p), 5) for p in soft], "softmax(16 x)": [round(float(p), 5) for p in sharp]},
+        figure,
+        {
+            "softmax(x)": [0.1925, 0.14261, 0.23512, 0.14261, 0.28717],
+            "softmax(16 x)": [0.00159, 1e-05, 0.0391, 1e-05, 0.95928],
+        },
+    )
 
 
 def message_passing() -> Result:
@@ -197,19 +247,30 @@ def message_passing() -> Result:
     for i in range(tokens):
         for j in range(tokens):
             if weights[i, j] > 0.01 and i != j:
-                axis.annotate("", xy=xy[i].tolist(), xytext=xy[j].tolist(),
-                              arrowprops=dict(arrowstyle="->", lw=4 * float(weights[i, j]), alpha=0.7, color="C0"))
+                axis.annotate(
+                    "",
+                    xy=xy[i].tolist(),
+                    xytext=xy[j].tolist(),
+                    arrowprops=dict(arrowstyle="->", lw=4 * float(weights[i, j]), alpha=0.7, color="C0"),
+                )
     axis.scatter(xy[:, 0], xy[:, 1], s=600, color="C1", zorder=3)
     for i in range(tokens):
         axis.text(*xy[i].tolist(), str(i), ha="center", va="center", zorder=4)
     axis.set_aspect("equal")
     axis.axis("off")
     axis.set_title("message passing: j → i with width α(i, j) (causal)")
-    numbers = {"edges (weight > 0.01)": int(((weights > 0.01) & ~torch.eye(tokens, dtype=torch.bool)).sum()),
-               "edges pointing to the future": int(torch.triu(weights, 1).gt(0).sum())}
-    return Result("message_passing", "Attention as message passing on a graph", PART,
-                  "Each node broadcasts a key, asks with its query and aggregates values; a mask removes edges.",
-                  numbers, figure)
+    numbers = {
+        "edges (weight > 0.01)": int(((weights > 0.01) & ~torch.eye(tokens, dtype=torch.bool)).sum()),
+        "edges pointing to the future": int(torch.triu(weights, 1).gt(0).sum()),
+    }
+    return Result(
+        "message_passing",
+        "Attention as message passing on a graph",
+        PART,
+        "Each node broadcasts a key, asks with its query and aggregates values; a mask removes edges.",
+        numbers,
+        figure,
+    )
 
 
 def receptive_field(layers: int = 3, tokens: int = 16) -> Result:
@@ -220,13 +281,15 @@ def receptive_field(layers: int = 3, tokens: int = 16) -> Result:
     conv_layers = [torch.nn.Conv1d(dim, dim, 3, padding=1) for _ in range(layers)]
     reach = {"attention": [], "convolution": []}
     maps = {"attention": [], "convolution": []}
+    readout = torch.randn(dim)
     for depth in range(1, layers + 1):
         for kind in ("attention", "convolution"):
             x = torch.randn(1, tokens, dim, requires_grad=True)
             h = x
             for i in range(depth):
                 h = attention_layers[i](h) if kind == "attention" else conv_layers[i](h.transpose(1, 2)).transpose(1, 2)
-            h[0, middle].sum().backward()
+            # A random read-out: the plain sum of a LayerNorm output is constant (zero gradient).
+            (h[0, middle] @ readout).backward()
             influence = x.grad[0].norm(dim=-1)  # (tokens,)
             maps[kind].append(influence / influence.max())
             reach[kind].append(int((influence > 1e-8).sum()))
@@ -237,9 +300,14 @@ def receptive_field(layers: int = 3, tokens: int = 16) -> Result:
         axis.set_xlabel("input token")
         axis.set_title(f"{kind}: influence on output token {middle}")
     numbers = {f"inputs reaching output {middle}, {kind}": reach[kind] for kind in reach}
-    return Result("receptive_field", "Receptive field: attention vs convolution", PART,
-                  "One attention layer already sees every token; a 3-wide convolution grows by 2 per layer.",
-                  numbers, figure)
+    return Result(
+        "receptive_field",
+        "Receptive field: attention vs convolution",
+        PART,
+        "One attention layer already sees every token; a 3-wide convolution grows by 2 per layer.",
+        numbers,
+        figure,
+    )
 
 
 def self_vs_cross() -> Result:
@@ -258,8 +326,18 @@ def self_vs_cross() -> Result:
         axis.set_title(title)
         axis.set_xlabel("key (x)" if "self" in title else "key (memory)")
         axis.set_ylabel("query (x)")
-    numbers = {"self-attention weights shape": list(maps[0].shape), "cross-attention weights shape": list(maps[1].shape),
-               "decoder output shape": list(out.shape), "after the head": list(head.shape)}
-    return Result("self_vs_cross", "Self- vs cross-attention (decoder)", "Extra — Decoder",
-                  "Queries always come from x; keys and values from x (self) or from the encoder's memory (cross).",
-                  numbers, figure, {"after the head": [2, 5, 100]})
+    numbers = {
+        "self-attention weights shape": list(maps[0].shape),
+        "cross-attention weights shape": list(maps[1].shape),
+        "decoder output shape": list(out.shape),
+        "after the head": list(head.shape),
+    }
+    return Result(
+        "self_vs_cross",
+        "Self- vs cross-attention (decoder)",
+        "Extra — Decoder",
+        "Queries always come from x; keys and values from x (self) or from the encoder's memory (cross).",
+        numbers,
+        figure,
+        {"after the head": [2, 5, 100]},
+    )

@@ -17,7 +17,7 @@ PART = "Part 2 — Multi-head attention"
 
 
 def _quick_model(steps: int = 300, seed: int = 0) -> tuple[GPT, Tensor, float]:
-    """A 1-layer, 4-head causal model trained for a few seconds on "output x[t-1] + x[t-3] (mod 16)".
+    """A 1-layer, 4-head causal model trained for a few seconds on "output 4·(x[t-1] mod 4) + x[t-3] mod 4".
 
     Solving it needs two channels (one looking 1 back, one looking 3 back): the heads specialise.
     """
@@ -28,7 +28,7 @@ def _quick_model(steps: int = 300, seed: int = 0) -> tuple[GPT, Tensor, float]:
 
     def batch(n: int) -> tuple[Tensor, Tensor]:
         x = torch.randint(0, 16, (n, 16), generator=generator)
-        y = (torch.roll(x, 1, 1) + torch.roll(x, 3, 1)) % 16
+        y = 4 * (torch.roll(x, 1, 1) % 4) + torch.roll(x, 3, 1) % 4
         return x, y
 
     for _ in range(steps):
@@ -69,7 +69,7 @@ def heads_as_channels(run_dir: str | Path | None = None) -> Result:
         model, inputs, source = _from_run(Path(run_dir))
     else:
         model, inputs, accuracy = _quick_model()
-        source = "1-layer, 4-head model trained on x[t-1] + x[t-3] (mod 16)"
+        source = "1-layer, 4-head model trained on 4·(x[t-1] mod 4) + x[t-3] mod 4"
         numbers["task accuracy"] = round(accuracy, 4)
     with torch.no_grad(), record_attention(model) as maps:
         model(inputs)
@@ -88,6 +88,11 @@ def heads_as_channels(run_dir: str | Path | None = None) -> Result:
         offsets = (first * (t[:, None] - t[None, :]).float()).sum(-1)[:, 3:].mean(-1)
         numbers["mean look-back per head (tokens)"] = [round(float(o), 2) for o in offsets]
     numbers["heads"] = heads
-    return Result("heads_as_channels", "Multi-head attention as separate channels", PART,
-                  "Different heads attend to different places: separate channels of communication.",
-                  numbers, figure)
+    return Result(
+        "heads_as_channels",
+        "Multi-head attention as separate channels",
+        PART,
+        "Different heads attend to different places: separate channels of communication.",
+        numbers,
+        figure,
+    )

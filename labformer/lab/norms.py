@@ -42,9 +42,15 @@ def batchnorm_vs_layernorm() -> Result:
         axis.set_title(name)
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
-    return Result("batchnorm_vs_layernorm", "BatchNorm vs LayerNorm", PART,
-                  "BatchNorm normalises each feature across the batch and changes in eval mode; LayerNorm "
-                  "normalises each sample and behaves the same in training and test.", numbers, figure)
+    return Result(
+        "batchnorm_vs_layernorm",
+        "BatchNorm vs LayerNorm",
+        PART,
+        "BatchNorm normalises each feature across the batch and changes in eval mode; LayerNorm "
+        "normalises each sample and behaves the same in training and test.",
+        numbers,
+        figure,
+    )
 
 
 def _gradient_norms(depth: int, norm_first: bool, residual: bool, seed: int = 0) -> list[float]:
@@ -86,6 +92,11 @@ def pre_vs_post_norm(depths: tuple[int, ...] = (2, 6, 12, 24, 48)) -> Result:
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("‖∂loss/∂W₁‖ of the layer's FFN")
     axes[1].legend(fontsize=6, ncol=2)
-    return Result("pre_vs_post_norm", "Pre-norm vs post-norm, and why residuals help depth", PART,
-                  "With residuals the gradient reaches the first layers; without them it vanishes with depth.",
-                  numbers, figure)
+    return Result(
+        "pre_vs_post_norm",
+        "Pre-norm vs post-norm, and why residuals help depth",
+        PART,
+        "With residuals the gradient reaches the first layers; without them it vanishes with depth.",
+        numbers,
+        figure,
+    )

@@ -24,16 +24,19 @@ def _png(result: Result) -> bytes:
 
 
 def _table_rows(result: Result) -> list[tuple[str, str, str]]:
-    return [(label, _format(value), _format(result.lab_values[label]) if label in result.lab_values else "")
-            for label, value in result.numbers.items()]
+    return [
+        (label, _format(value), _format(result.lab_values[label]) if label in result.lab_values else "")
+        for label, value in result.numbers.items()
+    ]
 
 
 def write_report(out: str | Path, run_dir: str | Path | None = None) -> list[Result]:
     """Runs every experiment; writes ``<name>.png`` for each, ``report.html`` and ``report.md`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [run(name, **({"run_dir": run_dir} if name == "heads_as_channels" and run_dir else {}))
-               for name in EXPERIMENTS]
+    results = [
+        run(name, **({"run_dir": run_dir} if name == "heads_as_channels" and run_dir else {})) for name in EXPERIMENTS
+    ]
     sections_html, sections_md, part = [], ["# Laboratoire 8: Transformers — labformer report", ""], None
     for result in results:
         png = _png(result)
@@ -42,20 +45,34 @@ def write_report(out: str | Path, run_dir: str | Path | None = None) -> list[Res
             part = result.part
             sections_html.append(f"<h2>{html.escape(part)}</h2>")
             sections_md += [f"## {part}", ""]
-        rows = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
-                       for a, b, c in _table_rows(result))
+        rows = "".join(
+            f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+            for a, b, c in _table_rows(result)
+        )
         sections_html.append(
             f'<section id="{result.name}"><h3>{html.escape(result.title)}</h3><p>{html.escape(result.summary)}</p>'
             f"<table><tr><th>quantity</th><th>labformer</th><th>lab</th></tr>{rows}</table>"
-            f'<img alt="{result.name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>')
-        sections_md += [f"### {result.title}", "", result.summary, "", "| quantity | labformer | lab |", "|---|---|---|"]
+            f'<img alt="{result.name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
+        )
+        sections_md += [
+            f"### {result.title}",
+            "",
+            result.summary,
+            "",
+            "| quantity | labformer | lab |",
+            "|---|---|---|",
+        ]
         sections_md += [f"| {a} | {b} | {c} |" for a, b, c in _table_rows(result)]
         sections_md += ["", f"![{result.name}]({result.name}.png)", ""]
-    style = ("body{font-family:sans-serif;max-width:960px;margin:auto;padding:1em}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>labformer lab report</title>"
-            f"<style>{style}</style></head><body><h1>Laboratoire 8: Transformers — labformer report</h1>"
-            f"{''.join(sections_html)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:960px;margin:auto;padding:1em}table{border-collapse:collapse;"
+        "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}"
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>labformer lab report</title>'
+        f"<style>{style}</style></head><body><h1>Laboratoire 8: Transformers — labformer report</h1>"
+        f"{''.join(sections_html)}</body></html>\n"
+    )
     atomic_write(out / "report.html", lambda p: p.write_text(page))
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(sections_md)))
     plt.close("all")

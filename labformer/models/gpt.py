@@ -106,8 +106,16 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
     @torch.no_grad()
-    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 *, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        *,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Samples ``max_new_tokens`` tokens after ``idx`` (B, T); returns (B, T + max_new_tokens).
 
         The model sees a window of the latest tokens. With absolute positions, keys cached at one

@@ -128,7 +128,9 @@ class ViT(nn.Module):
         """(B, C, H, W) -> (B, N [+1], D), after the encoder's final LayerNorm."""
         expected = (self.config.channels, self.config.image_size, self.config.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(f"images must have shape (batch, {', '.join(map(str, expected))}); got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (batch, {', '.join(map(str, expected))}); got {tuple(images.shape)}"
+            )
         return self.encoder(self.tokens(images))
 
     def forward_head(self, features: Tensor) -> Tensor:

@@ -2,8 +2,9 @@
 
 A run directory holds ``config.json`` (what model, how trained), ``model.safetensors`` (the best
 weights) and ``checkpoint.safetensors`` (model, optimiser and RNG states as tensors; epoch, history
-and optimiser settings as JSON in its metadata: one file, so never half-updated) to resume from. Every file is written to a temporary name and renamed, so a kill
-at any moment leaves the previous version intact.
+and optimiser settings as JSON in its metadata: one file, so never half-updated) to resume from.
+Every file is written to a temporary name and renamed, so a kill at any moment leaves the previous
+version intact.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 __all__ = ["atomic_write", "read_json", "read_tensors", "write_json", "write_tensors"]
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -36,6 +39,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(Path(temporary))
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
@@ -79,8 +83,10 @@ def read_tensors(path: Path, what: str) -> dict[str, Tensor]:
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / zip (torch.save)
-        raise ValueError(f"{what} {path} is a pickle or torch.save file; labformer only loads safetensors "
-                         "(pickles can run code and are refused)")
+        raise ValueError(
+            f"{what} {path} is a pickle or torch.save file; labformer only loads safetensors "
+            "(pickles can run code and are refused)"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:

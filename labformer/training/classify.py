@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from labformer.data import Augment, ImageData, load_images
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training import checkpoint as ckpt
+from labformer.training.distributed import Cluster, join
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_device
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp, resolve_device
 
 __all__ = ["PRESETS", "ClassifyConfig", "Evaluation", "evaluate", "train_classifier"]
 
@@ -50,9 +51,10 @@ class ClassifyConfig:
     train_size: int | None = None  # use only this many training images (quick runs, tests)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "none"  # "none" or "bf16"
+    amp: str = "auto"  # "auto" (bf16 where it is faster), "none" or "bf16"
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1024
+    checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -68,32 +70,50 @@ class ClassifyConfig:
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant'; got {self.schedule!r}")
         if self.warmup_epochs < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_epochs, grad_clip and weight_decay must be >= 0; got "
-                             f"{self.warmup_epochs}, {self.grad_clip}, {self.weight_decay}")
+            raise ValueError(
+                "warmup_epochs, grad_clip and weight_decay must be >= 0; got "
+                f"{self.warmup_epochs}, {self.grad_clip}, {self.weight_decay}"
+            )
 
 
 # Presets: (model overrides, training overrides). "fast": 98.5 % on MNIST in under 3 minutes of a
 # 2-core CPU; "best": 99.5 %+ (longer); "lab": the lab outline's demonstration model and recipe.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "fast": (
-        dict(patch_size=7, dim=64, depth=4, num_heads=4, mlp_dim=128),
-        dict(epochs=6, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=0.5, augment="none",
-             label_smoothing=0.0),
+        dict(patch_size=7, dim=64, depth=3, num_heads=4, mlp_dim=128),
+        dict(epochs=8, batch_size=128, lr=4e-3, weight_decay=0.05, warmup_epochs=0.5, augment="affine"),
     ),
     "best": (
         dict(patch_size=4, dim=128, depth=6, num_heads=8, mlp_dim=256),
-        dict(epochs=60, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_epochs=3, augment="affine",
-             label_smoothing=0.1),
+        dict(
+            epochs=60,
+            batch_size=128,
+            lr=1e-3,
+            weight_decay=0.05,
+            warmup_epochs=3,
+            augment="affine",
+            label_smoothing=0.1,
+        ),
     ),
     "lab": (
         dict(patch_size=7, dim=64, depth=6, num_heads=8, mlp_dim=128),
-        dict(epochs=25, batch_size=100, lr=3e-3, weight_decay=0.0, warmup_epochs=0, schedule="constant",
-             augment="none", grad_clip=0.0),
+        dict(
+            epochs=25,
+            batch_size=100,
+            lr=3e-3,
+            weight_decay=0.0,
+            warmup_epochs=0,
+            schedule="constant",
+            augment="none",
+            grad_clip=0.0,
+        ),
     ),
 }
 
 
-def preset_configs(preset: str, dataset: str, model_overrides: dict, train_overrides: dict) -> tuple[ViTConfig, ClassifyConfig]:
+def preset_configs(
+    preset: str, dataset: str, model_overrides: dict, train_overrides: dict
+) -> tuple[ViTConfig, ClassifyConfig]:
     """The preset's configs with the dataset's image shape and the user's overrides applied."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
@@ -120,8 +140,15 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, split: str, *, batch_size: int = 1024,
-             device: torch.device | None = None, amp: str = "none") -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    data: ImageData,
+    split: str,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    amp: str = "none",
+) -> Evaluation:
     """Scores ``model`` on ``data``'s ``split`` ("train", "val" or "test") in eval mode."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -143,26 +170,36 @@ def evaluate(model: nn.Module, data: ImageData, split: str, *, batch_size: int =
     return Evaluation(float(sum(losses)) / n, float((predicted == labels).float().sum()) / n, confusion, probs, labels)
 
 
-def _train_batches(data: ImageData, config: ClassifyConfig, epoch: int, device: torch.device):
-    """This epoch's shuffled, augmented, normalised batches (seeded by (seed, epoch))."""
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    order = torch.randperm(len(data.train), generator=generator)
-    augment_generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
-    kind = config.augment
-    if kind == "auto":
-        kind = "affine" if data.name == "mnist" else "crop_flip"
-    augment = Augment(kind)
-    for images, labels in data.train.batches(config.batch_size, order=order, drop_last=len(data.train) > config.batch_size):
-        images = images.to(device, non_blocking=True).float() / 255.0
-        images = augment(images, augment_generator)
-        mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-        yield (images - mean) / std, labels.to(device, non_blocking=True)
+class _EpochBatches:
+    """One epoch's shuffled, augmented, normalised global batches (seeded by (seed, epoch)).
+
+    The augmentation generator's state can be saved and restored, so a run resumed mid-epoch draws
+    exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, data: ImageData, config: ClassifyConfig, epoch: int, device: torch.device) -> None:
+        seed = config.seed * 1_000_003 + epoch
+        self.order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        kind = config.augment
+        if kind == "auto":
+            kind = "affine" if data.name == "mnist" else "crop_flip"
+        self.augment = Augment(kind)
+        self.data, self.config, self.device = data, config, device
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """Global batch number ``step`` of this epoch: normalised images (B, C, H, W) and labels (B,)."""
+        size = self.config.batch_size
+        index = self.order[step * size : (step + 1) * size]
+        images = self.data.train.images[index].to(self.device, non_blocking=True).float() / 255.0
+        images = self.augment(images, self.generator)
+        return (images - self.mean) / self.std, self.data.train.labels[index].to(self.device, non_blocking=True)
 
 
 def _steps_per_epoch(data: ImageData, config: ClassifyConfig) -> int:
-    n = len(data.train)
-    return n // config.batch_size if n > config.batch_size else 1
+    return len(data.train) // config.batch_size
 
 
 def load_data(config: ClassifyConfig) -> ImageData:
@@ -174,117 +211,246 @@ def load_data(config: ClassifyConfig) -> ImageData:
     return data
 
 
-def train_classifier(model_config: ViTConfig, config: ClassifyConfig, *, out: str | Path | None = None,
-                     resume: str | Path | None = None, preset: str | None = None,
-                     data: ImageData | None = None, progress: bool = True) -> dict[str, Any]:
-    """Trains a ViT; returns the metrics written to ``metrics.json`` in the run directory."""
-    device = resolve_device(config.device)
+@dataclass
+class _Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    best_val_accuracy: float = -1.0
+    train_seconds: float = 0.0
+    loss_sum: float = 0.0  # running sums of the current epoch (global)
+    correct: float = 0.0
+    count: float = 0.0
+    epoch_seconds: float = 0.0
+
+
+def train_classifier(
+    model_config: ViTConfig | None,
+    config: ClassifyConfig,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    preset: str | None = None,
+    data: ImageData | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Trains a ViT; returns the metrics written to ``metrics.json`` in the run directory.
+
+    Launched by ``torchrun``, every process trains a slice of each global batch (DDP); rank 0 writes.
+    """
+    cluster, device = join(resolve_device(config.device))
+    try:
+        return _train(cluster, device, model_config, config, out, resume, preset, data, progress)
+    finally:
+        cluster.leave()
+
+
+def _train(
+    cluster: Cluster,
+    device: torch.device,
+    model_config: ViTConfig | None,
+    config: ClassifyConfig,
+    out: str | Path | None,
+    resume: str | Path | None,
+    preset: str | None,
+    data: ImageData | None,
+    progress: bool,
+) -> dict[str, Any]:
     if resume is not None:
         run_dir = Path(resume)
         saved = ckpt.read_json(run_dir / "config.json", "run config")
+        if saved.get("kind") != "vit":
+            raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train vit --resume` needs a vit run")
         model_config = ViTConfig.from_dict(saved["model"])
-        config = ClassifyConfig(**{**saved["train"], **{k: getattr(config, k) for k in ("device", "amp", "compile")}})
+        runtime = {k: getattr(config, k) for k in ("device", "amp", "compile", "checkpoint_every")}
+        config = ClassifyConfig(**{**saved["train"], **runtime})
         preset = saved.get("preset")
     else:
-        run_dir = new_run_dir(out, f"vit-{config.dataset}")
+        assert model_config is not None
+        run_dir = Path(cluster.share(str(new_run_dir(out, f"vit-{config.dataset}")) if cluster.is_main else None))
+    cluster.check_batch(config.batch_size)
     data = data or load_data(config)
     torch.manual_seed(config.seed)
     model = ViT(model_config).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     history = History()
-    start_epoch, best_accuracy, train_seconds = 0, -1.0, 0.0
+    state = _Progress()
+    aug_state = None
     if resume is not None:
-        start_epoch, best_accuracy, train_seconds, history = _restore(run_dir, model, optimizer)
-    else:
-        ckpt.write_json(run_dir / "config.json", {"kind": "vit", "preset": preset, "model": model_config.to_dict(),
-                                                  "train": asdict(config), "classes": data.classes,
-                                                  "mean": data.mean, "std": data.std})
-    compiled = maybe_compile(model, config.compile)
+        state, history, aug_state = _restore(run_dir, model, optimizer)
+    elif cluster.is_main:
+        ckpt.write_json(
+            run_dir / "config.json",
+            {
+                "kind": "vit",
+                "preset": preset,
+                "model": model_config.to_dict(),
+                "train": asdict(config),
+                "classes": data.classes,
+                "mean": data.mean,
+                "std": data.std,
+            },
+        )
+    amp = resolve_amp(config.amp, device, model_config.dim)
+    trained = cluster.wrap(maybe_compile(model, config.compile, device), device)
     steps_per_epoch = _steps_per_epoch(data, config)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    images_seen = 0
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        started = time.perf_counter()
-        loss_sum = correct = count = 0.0
-        lr = config.lr
-        bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not progress or None, unit="batch")
-        for step_in_epoch, (images, labels) in enumerate(_train_batches(data, config, epoch, device)):
-            step = epoch * steps_per_epoch + step_in_epoch
-            lr = learning_rate(step, base_lr=config.lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                               schedule=config.schedule, min_ratio=config.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(device, config.amp):
-                logits = compiled(images)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
-            optimizer.step()
-            batch_loss = loss.item()
-            if not math.isfinite(batch_loss):
-                raise ValueError(f"the loss became {batch_loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; "
-                                 f"lower --lr (now {config.lr}); the last good checkpoint in {run_dir} is intact")
-            n = labels.shape[0]
-            loss_sum += batch_loss * n
-            correct += (logits.argmax(-1) == labels).sum().item()
-            count += n
-            bar.update()
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}%")
-        bar.close()
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        images_seen += count
-        val = evaluate(model, data, "val", batch_size=config.eval_batch_size, device=device, amp=config.amp)
-        history.append(epoch=epoch + 1, loss=loss_sum / count, accuracy=correct / count, val_loss=val.loss,
-                       val_accuracy=val.accuracy, lr=lr, seconds=epoch_seconds)
-        tqdm.write(f"Epoch {epoch + 1}/{config.epochs}  {epoch_seconds:.1f}s  loss {loss_sum / count:.3f}  "
-                   f"acc {100 * correct / count:.1f}%  val_loss {val.loss:.3f}  val_acc {100 * val.accuracy:.1f}%  "
-                   f"lr {lr:.1e}")
-        if val.accuracy > best_accuracy:
-            best_accuracy = val.accuracy
-            ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"epoch": str(epoch + 1)})
-        _save_checkpoint(run_dir, model, optimizer, epoch + 1, best_accuracy, train_seconds, history)
-    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
-    test = evaluate(model, data, "test", batch_size=config.eval_batch_size, device=device, amp=config.amp)
-    history.save(run_dir)
-    metrics = {
-        "test_accuracy": test.accuracy, "test_loss": test.loss, "best_val_accuracy": best_accuracy,
-        "epochs": config.epochs, "train_seconds": train_seconds,
-        "images_per_second": len(data.train) * config.epochs / train_seconds if train_seconds else 0.0,
-        "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-    }
-    ckpt.write_json(run_dir / "metrics.json", metrics)
-    print(f"test_acc {100 * test.accuracy:.2f}%  test_loss {test.loss:.4f}  ({train_seconds:.0f}s of training) "
-          f"-> {run_dir}")
-    from labformer.plots import save_classifier_figures  # matplotlib only when figures are drawn
+    local = cluster.local_slice(config.batch_size)
+    show = progress and cluster.is_main
 
-    save_classifier_figures(run_dir, model, data, history, test)
+    def save(batches: _EpochBatches | None) -> None:
+        if cluster.is_main:
+            _save_checkpoint(run_dir, model, optimizer, state, history, batches)
+
+    while state.epoch < config.epochs:
+        model.train()
+        batches = _EpochBatches(data, config, state.epoch, device)
+        if aug_state is not None:  # resumed mid-epoch: continue the augmentation stream where it stopped
+            batches.generator.set_state(aug_state)
+            aug_state = None
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=state.step,
+            desc=f"Epoch {state.epoch + 1}/{config.epochs}",
+            leave=False,
+            disable=not show or None,
+            unit="batch",
+        )
+        started = time.perf_counter()
+        lr = config.lr
+        try:
+            while state.step < steps_per_epoch:
+                step = state.epoch * steps_per_epoch + state.step
+                lr = learning_rate(
+                    step,
+                    base_lr=config.lr,
+                    total_steps=total_steps,
+                    warmup_steps=warmup_steps,
+                    schedule=config.schedule,
+                    min_ratio=config.min_lr_ratio,
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images, labels = batches.batch(state.step)
+                images, labels = images[local], labels[local]
+                with autocast(device, amp):
+                    logits = trained(images)
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
+                loss_sum, correct, count = cluster.sum(
+                    [loss.item() * labels.shape[0], (logits.argmax(-1) == labels).sum().item(), labels.shape[0]], device
+                )
+                if not math.isfinite(loss_sum):
+                    raise ValueError(
+                        f"the loss became {loss_sum / count} at epoch {state.epoch + 1}, step "
+                        f"{state.step + 1}; lower --lr (now {config.lr}); the last good checkpoint "
+                        f"in {run_dir} is intact"
+                    )
+                optimizer.step()
+                state.loss_sum += loss_sum
+                state.correct += correct
+                state.count += count
+                state.step += 1
+                bar.update()
+                bar.set_postfix(
+                    loss=f"{state.loss_sum / state.count:.3f}", acc=f"{100 * state.correct / state.count:.1f}%"
+                )
+                if (
+                    config.checkpoint_every
+                    and state.step % config.checkpoint_every == 0
+                    and state.step < steps_per_epoch
+                ):
+                    state.epoch_seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    save(batches)
+        except KeyboardInterrupt:
+            state.epoch_seconds += time.perf_counter() - started
+            save(batches)
+            bar.close()
+            raise
+        bar.close()
+        state.epoch_seconds += time.perf_counter() - started
+        state.train_seconds += state.epoch_seconds
+        val = evaluate(model, data, "val", batch_size=config.eval_batch_size, device=device, amp=amp)
+        history.append(
+            epoch=state.epoch + 1,
+            loss=state.loss_sum / state.count,
+            accuracy=state.correct / state.count,
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            lr=lr,
+            seconds=state.epoch_seconds,
+        )
+        if cluster.is_main:
+            tqdm.write(
+                f"Epoch {state.epoch + 1}/{config.epochs}  {state.epoch_seconds:.1f}s  "
+                f"loss {state.loss_sum / state.count:.3f}  acc {100 * state.correct / state.count:.1f}%  "
+                f"val_loss {val.loss:.3f}  val_acc {100 * val.accuracy:.1f}%  lr {lr:.1e}"
+            )
+        if val.accuracy > state.best_val_accuracy:
+            state.best_val_accuracy = val.accuracy
+            if cluster.is_main:
+                ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"epoch": str(state.epoch + 1)})
+        state = _Progress(
+            epoch=state.epoch + 1, best_val_accuracy=state.best_val_accuracy, train_seconds=state.train_seconds
+        )
+        save(None)
+    cluster.barrier()
+    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
+    test = evaluate(model, data, "test", batch_size=config.eval_batch_size, device=device, amp=amp)
+    metrics = {
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "best_val_accuracy": state.best_val_accuracy,
+        "epochs": config.epochs,
+        "train_seconds": state.train_seconds,
+        "images_per_second": steps_per_epoch * config.batch_size * config.epochs / max(state.train_seconds, 1e-9),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(device),
+        "amp": amp,
+        "processes": cluster.world,
+    }
+    if cluster.is_main:
+        history.save(run_dir)
+        ckpt.write_json(run_dir / "metrics.json", metrics)
+        print(
+            f"test_acc {100 * test.accuracy:.2f}%  test_loss {test.loss:.4f}  ({state.train_seconds:.0f}s of "
+            f"training) -> {run_dir}"
+        )
+        from labformer.plots import save_classifier_figures  # matplotlib only when figures are drawn
+
+        save_classifier_figures(run_dir, model, data, history, test)
     return metrics
 
 
-def _save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                     best_accuracy: float, train_seconds: float, history: History) -> None:
+def _save_checkpoint(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: _Progress,
+    history: History,
+    batches: _EpochBatches | None,
+) -> None:
     optimizer_tensors, optimizer_rest = ckpt.flatten_optimizer(optimizer.state_dict())
     tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **optimizer_tensors, **ckpt.rng_tensors()}
-    state = {"epoch": epoch, "best_val_accuracy": best_accuracy, "train_seconds": train_seconds,
-             "optimizer": optimizer_rest, "history": history.rows}
-    ckpt.write_tensors(run_dir / "checkpoint.safetensors", tensors, {"state": json.dumps(state)})
+    if batches is not None:
+        tensors["rng.augment"] = batches.generator.get_state()
+    meta = {"progress": asdict(state), "optimizer": optimizer_rest, "history": history.rows}
+    ckpt.write_tensors(run_dir / "checkpoint.safetensors", tensors, {"state": json.dumps(meta)})
 
 
-def _restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float, float, History]:
+def _restore(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[_Progress, History, Tensor | None]:
     path = run_dir / "checkpoint.safetensors"
     tensors = ckpt.read_tensors(path, "training checkpoint")
-    state = json.loads(ckpt.read_metadata(path, "training checkpoint")["state"])
+    meta = json.loads(ckpt.read_metadata(path, "training checkpoint")["state"])
     model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
+    optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
     ckpt.restore_rng(tensors)
-    return state["epoch"], state["best_val_accuracy"], state["train_seconds"], History(state["history"])
-
-
-def config_fields(cls: type) -> set[str]:
-    return {f.name for f in fields(cls)}
+    return _Progress(**meta["progress"]), History(meta["history"]), tensors.get("rng.augment")

@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 from labformer.data.text import CharTokenizer, TextData, load_text
 from labformer.models.gpt import GPT, GPTConfig
 from labformer.training import checkpoint as ckpt
+from labformer.training.distributed import Cluster, join
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_device
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp, resolve_device
 
 __all__ = ["PRESETS", "LanguageConfig", "estimate_loss", "train_language_model"]
 
@@ -45,8 +46,10 @@ class LanguageConfig:
     eval_iters: int = 50  # batches per split in each evaluation
     seed: int = 1337
     device: str = "auto"
-    amp: str = "none"
+    amp: str = "auto"  # "auto" (bf16 where it is faster), "none" or "bf16"
     compile: bool = False
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at each evaluation only)
+    time_limit: float | None = None  # stop after this many seconds of training (the schedule follows)
 
     def __post_init__(self) -> None:
         for name in ("iters", "batch_size", "eval_interval", "eval_iters"):
@@ -56,20 +59,21 @@ class LanguageConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
         if self.warmup_iters < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_iters, grad_clip and weight_decay must be >= 0; got "
-                             f"{self.warmup_iters}, {self.grad_clip}, {self.weight_decay}")
+            raise ValueError(
+                "warmup_iters, grad_clip and weight_decay must be >= 0; got "
+                f"{self.warmup_iters}, {self.grad_clip}, {self.weight_decay}"
+            )
 
 
 # "cpu": validation loss <= 1.60 within 10 minutes on a 2-core CPU; "lab": the lab's model, for GPUs.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cpu": (
         dict(block_size=128, dim=128, depth=4, num_heads=4, mlp_dim=512, dropout=0.0),
-        dict(iters=3000, batch_size=32, lr=2e-3, warmup_iters=100, eval_interval=250, eval_iters=40),
+        dict(iters=5000, batch_size=32, lr=2e-3, warmup_iters=100, eval_interval=250, eval_iters=40, time_limit=570.0),
     ),
     "lab": (
         dict(block_size=256, dim=384, depth=6, num_heads=6, mlp_dim=1536, dropout=0.2),
-        dict(iters=5000, batch_size=64, lr=1e-3, warmup_iters=200, eval_interval=250, eval_iters=100,
-             min_lr_ratio=0.1),
+        dict(iters=5000, batch_size=64, lr=1e-3, warmup_iters=200, eval_interval=250, eval_iters=100, min_lr_ratio=0.1),
     ),
 }
 
@@ -85,8 +89,14 @@ def preset_configs(preset: str, model_overrides: dict, train_overrides: dict) ->
 
 
 @torch.no_grad()
-def estimate_loss(model: GPT, data: TextData, config: LanguageConfig, generator: torch.Generator,
-                  device: torch.device) -> dict[str, float]:
+def estimate_loss(
+    model: GPT,
+    data: TextData,
+    config: LanguageConfig,
+    generator: torch.Generator,
+    device: torch.device,
+    amp: str = "none",
+) -> dict[str, float]:
     """Mean loss over ``eval_iters`` random batches of each split, in eval mode."""
     model.eval()
     losses = {}
@@ -94,24 +104,49 @@ def estimate_loss(model: GPT, data: TextData, config: LanguageConfig, generator:
         total = 0.0
         for _ in range(config.eval_iters):
             x, y = data.batch(split, config.batch_size, model.config.block_size, generator, device)
-            with autocast(device, config.amp):
+            with autocast(device, amp):
                 total += model.loss(x, y).item()
         losses[split] = total / config.eval_iters
     model.train()
     return losses
 
 
-def train_language_model(model_values: dict, config: LanguageConfig, *, out: str | Path | None = None,
-                         resume: str | Path | None = None, preset: str | None = None,
-                         progress: bool = True) -> dict[str, Any]:
-    """Trains a GPT; returns the metrics written to ``metrics.json``."""
-    device = resolve_device(config.device)
+def train_language_model(
+    model_values: dict,
+    config: LanguageConfig,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    preset: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Trains a GPT; returns the metrics written to ``metrics.json``.
+
+    Launched by ``torchrun``, every process trains a slice of each global batch (DDP); rank 0 writes.
+    """
+    cluster, device = join(resolve_device(config.device))
+    try:
+        return _train(cluster, device, model_values, config, out, resume, preset, progress)
+    finally:
+        cluster.leave()
+
+
+def _train(
+    cluster: Cluster,
+    device: torch.device,
+    model_values: dict,
+    config: LanguageConfig,
+    out: str | Path | None,
+    resume: str | Path | None,
+    preset: str | None,
+    progress: bool,
+) -> dict[str, Any]:
     if resume is not None:
         run_dir = Path(resume)
         saved = ckpt.read_json(run_dir / "config.json", "run config")
         if saved.get("kind") != "gpt":
             raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train gpt --resume` needs a gpt run")
-        runtime = {k: getattr(config, k) for k in ("device", "amp", "compile")}
+        runtime = {k: getattr(config, k) for k in ("device", "amp", "compile", "checkpoint_every")}
         config = LanguageConfig(**{**saved["train"], **runtime})
         tokenizer = CharTokenizer(ckpt.read_json(run_dir / "vocab.json", "vocabulary"))
         data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
@@ -120,89 +155,165 @@ def train_language_model(model_values: dict, config: LanguageConfig, *, out: str
     else:
         data = load_text(config.text, block_size=model_values["block_size"])
         model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
-        run_dir = new_run_dir(out, "gpt")
+        run_dir = Path(cluster.share(str(new_run_dir(out, "gpt")) if cluster.is_main else None))
+    cluster.check_batch(config.batch_size)
     torch.manual_seed(config.seed)
     model = GPT(model_config).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99))
     batches = torch.Generator().manual_seed(config.seed)
     evaluation = torch.Generator().manual_seed(config.seed + 1)
     history = History()
-    start, best, train_seconds = 0, math.inf, 0.0
+    step, best, train_seconds = 0, math.inf, 0.0
     if resume is not None:
-        start, best, train_seconds, history = _restore(run_dir, model, optimizer, batches, evaluation)
-    else:
-        ckpt.write_json(run_dir / "config.json", {"kind": "gpt", "preset": preset, "model": model_config.to_dict(),
-                                                  "train": asdict(config)})
+        step, best, train_seconds, history = _restore(run_dir, model, optimizer, batches, evaluation)
+    elif cluster.is_main:
+        ckpt.write_json(
+            run_dir / "config.json",
+            {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)},
+        )
         ckpt.write_json(run_dir / "vocab.json", data.tokenizer.chars)
-    compiled = maybe_compile(model, config.compile)
+    amp = resolve_amp(config.amp, device, model_config.dim)
+    trained = cluster.wrap(maybe_compile(model, config.compile, device), device)
+    local = cluster.local_slice(config.batch_size)
     tokens_per_step = config.batch_size * model_config.block_size
-    bar = tqdm(total=config.iters, initial=start, desc="train gpt", disable=not progress or None, unit="step")
-    model.train()
-    step_started = time.perf_counter()
-    for step in range(start, config.iters):
-        lr = learning_rate(step, base_lr=config.lr, total_steps=config.iters, warmup_steps=config.warmup_iters,
-                           schedule="cosine", min_ratio=config.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = data.batch("train", config.batch_size, model_config.block_size, batches, device)
-        with autocast(device, config.amp):
-            loss = F.cross_entropy(compiled(x).flatten(0, 1).float(), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
-        optimizer.step()
-        bar.update()
-        done = step + 1
-        if done % config.eval_interval == 0 or done == config.iters:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise ValueError(f"the loss became {value} at step {done}; lower --lr (now {config.lr}); "
-                                 f"the last good checkpoint in {run_dir} is intact")
-            train_seconds += time.perf_counter() - step_started
-            losses = estimate_loss(model, data, config, evaluation, device)
-            history.append(step=done, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                           seconds=train_seconds)
-            tqdm.write(f"step {done}: train loss {losses['train']:.3f}, val loss {losses['val']:.3f}")
-            if losses["val"] < best:
-                best = losses["val"]
-                ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"step": str(done)})
-            _save_checkpoint(run_dir, model, optimizer, batches, evaluation, done, best, train_seconds, history)
-            step_started = time.perf_counter()
-    bar.close()
-    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
-    history.save(run_dir)
-    best_row = min(history.rows, key=lambda row: row["val_loss"])
-    metrics = {"val_loss": best_row["val_loss"], "train_loss": best_row["train_loss"], "best_step": best_row["step"],
-               "iters": config.iters, "train_seconds": train_seconds,
-               "tokens_per_second": tokens_per_step * config.iters / train_seconds if train_seconds else 0.0,
-               "parameters": sum(p.numel() for p in model.parameters()), "device": str(device)}
-    ckpt.write_json(run_dir / "metrics.json", metrics)
-    prompt = data.tokenizer.encode("\n")[None].to(device)
-    sample = model.generate(prompt, 500, temperature=0.8, generator=torch.Generator(device).manual_seed(config.seed))
-    text = data.tokenizer.decode(sample[0, 1:].tolist())
-    ckpt.atomic_write(run_dir / "sample.txt", lambda p: p.write_text(text))
-    from labformer.plots import plot_curves, save_figure
+    checkpoint_every = config.checkpoint_every or config.eval_interval
+    bar = tqdm(
+        total=config.iters,
+        initial=step,
+        desc="train gpt",
+        disable=not (progress and cluster.is_main) or None,
+        unit="step",
+    )
 
-    save_figure(plot_curves(history, [("loss", "train_loss", "val_loss")], x="step"), run_dir / "curves.png")
-    print(f"val loss {metrics['val_loss']:.3f} (train {metrics['train_loss']:.3f}) after {config.iters} steps, "
-          f"{train_seconds:.0f}s of training, {metrics['tokens_per_second']:.0f} tokens/s -> {run_dir}")
+    def save() -> None:
+        if cluster.is_main:
+            _save_checkpoint(run_dir, model, optimizer, batches, evaluation, step, best, train_seconds, history)
+
+    model.train()
+    started = time.perf_counter()
+    try:
+        out_of_time = False
+        while step < config.iters and not out_of_time:
+            elapsed = train_seconds + time.perf_counter() - started
+            # With a time limit the schedule runs on whichever comes first: steps or seconds.
+            position = max(step, int(config.iters * elapsed / config.time_limit)) if config.time_limit else step
+            lr = learning_rate(
+                position,
+                base_lr=config.lr,
+                total_steps=config.iters,
+                warmup_steps=config.warmup_iters,
+                schedule="cosine",
+                min_ratio=config.min_lr_ratio,
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = data.batch("train", config.batch_size, model_config.block_size, batches, device)
+            x, y = x[local], y[local]
+            with autocast(device, amp):
+                loss = F.cross_entropy(trained(x).flatten(0, 1).float(), y.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
+            if not math.isfinite(loss_value := cluster.sum([loss.item()], device)[0]):
+                raise ValueError(
+                    f"the loss became {loss_value} at step {step + 1}; lower --lr (now {config.lr}); "
+                    f"the last good checkpoint in {run_dir} is intact"
+                )
+            optimizer.step()
+            step += 1
+            bar.update()
+            if config.time_limit:  # every rank must stop at the same step: rank 0's clock decides
+                out_of_time = bool(cluster.share(train_seconds + time.perf_counter() - started >= config.time_limit))
+            evaluate_now = step % config.eval_interval == 0 or step == config.iters or out_of_time
+            if evaluate_now or step % checkpoint_every == 0:
+                train_seconds += time.perf_counter() - started
+            if evaluate_now:
+                losses = estimate_loss(model, data, config, evaluation, device, amp)
+                history.append(
+                    step=step, train_loss=losses["train"], val_loss=losses["val"], lr=lr, seconds=train_seconds
+                )
+                if cluster.is_main:
+                    tqdm.write(f"step {step}: train loss {losses['train']:.3f}, val loss {losses['val']:.3f}")
+                if losses["val"] < best:
+                    best = losses["val"]
+                    if cluster.is_main:
+                        ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"step": str(step)})
+            if evaluate_now or step % checkpoint_every == 0:
+                save()
+                started = time.perf_counter()
+    except KeyboardInterrupt:
+        train_seconds += time.perf_counter() - started
+        save()
+        raise
+    finally:
+        bar.close()
+    cluster.barrier()
+    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
+    best_row = min(history.rows, key=lambda row: row["val_loss"])
+    metrics = {
+        "val_loss": best_row["val_loss"],
+        "train_loss": best_row["train_loss"],
+        "best_step": best_row["step"],
+        "iters": step,
+        "train_seconds": train_seconds,
+        "tokens_per_second": tokens_per_step * step / train_seconds if train_seconds else 0.0,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(device),
+        "amp": amp,
+        "processes": cluster.world,
+    }
+    if cluster.is_main:
+        history.save(run_dir)
+        ckpt.write_json(run_dir / "metrics.json", metrics)
+        prompt = data.tokenizer.encode("\n")[None].to(device)
+        sample = model.generate(
+            prompt, 500, temperature=0.8, generator=torch.Generator(device).manual_seed(config.seed)
+        )
+        text = data.tokenizer.decode(sample[0, 1:].tolist())
+        ckpt.atomic_write(run_dir / "sample.txt", lambda p: p.write_text(text))
+        from labformer.plots import plot_curves, save_figure
+
+        save_figure(plot_curves(history, [("loss", "train_loss", "val_loss")], x="step"), run_dir / "curves.png")
+        print(
+            f"val loss {metrics['val_loss']:.3f} (train {metrics['train_loss']:.3f}) after {step} steps, "
+            f"{train_seconds:.0f}s of training, {metrics['tokens_per_second']:.0f} tokens/s -> {run_dir}"
+        )
     return metrics
 
 
-def _save_checkpoint(run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator,
-                     evaluation: torch.Generator, step: int, best: float, train_seconds: float,
-                     history: History) -> None:
+def _save_checkpoint(
+    run_dir: Path,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    batches: torch.Generator,
+    evaluation: torch.Generator,
+    step: int,
+    best: float,
+    train_seconds: float,
+    history: History,
+) -> None:
     optimizer_tensors, optimizer_rest = ckpt.flatten_optimizer(optimizer.state_dict())
-    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **optimizer_tensors,
-               **ckpt.rng_tensors(), "rng.batches": batches.get_state(), "rng.evaluation": evaluation.get_state()}
-    state = {"step": step, "best_val_loss": best, "train_seconds": train_seconds, "optimizer": optimizer_rest,
-             "history": history.rows}
+    tensors = {
+        **{f"model.{k}": v for k, v in model.state_dict().items()},
+        **optimizer_tensors,
+        **ckpt.rng_tensors(),
+        "rng.batches": batches.get_state(),
+        "rng.evaluation": evaluation.get_state(),
+    }
+    state = {
+        "step": step,
+        "best_val_loss": best,
+        "train_seconds": train_seconds,
+        "optimizer": optimizer_rest,
+        "history": history.rows,
+    }
     ckpt.write_tensors(run_dir / "checkpoint.safetensors", tensors, {"state": json.dumps(state)})
 
 
-def _restore(run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator,
-             evaluation: torch.Generator) -> tuple[int, float, float, History]:
+def _restore(
+    run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator, evaluation: torch.Generator
+) -> tuple[int, float, float, History]:
     path = run_dir / "checkpoint.safetensors"
     tensors = ckpt.read_tensors(path, "training checkpoint")
     state = json.loads(ckpt.read_metadata(path, "training checkpoint")["state"])
@@ -217,14 +328,33 @@ def _restore(run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batche
 # --- command line ---
 
 MODEL_FLAGS = ("block_size", "dim", "depth", "num_heads", "mlp_dim", "dropout", "position")
-TRAIN_FLAGS = ("text", "iters", "batch_size", "lr", "min_lr_ratio", "warmup_iters", "weight_decay", "grad_clip",
-               "eval_interval", "eval_iters", "seed", "device", "amp", "compile")
+TRAIN_FLAGS = (
+    "text",
+    "iters",
+    "batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_iters",
+    "weight_decay",
+    "grad_clip",
+    "eval_interval",
+    "eval_iters",
+    "seed",
+    "device",
+    "amp",
+    "compile",
+    "checkpoint_every",
+    "time_limit",
+)
 
 
 def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
     """``labformer train gpt`` and ``labformer generate``."""
-    parser = models.add_parser("gpt", help="train the character GPT on Tiny Shakespeare (or --text FILE)",
-                               description="Train a character-level GPT.")
+    parser = models.add_parser(
+        "gpt",
+        help="train the character GPT on Tiny Shakespeare (or --text FILE)",
+        description="Train a character-level GPT.",
+    )
     parser.add_argument("--text", help="UTF-8 corpus (default: Tiny Shakespeare; $LABFORMER_SHAKESPEARE)")
     parser.add_argument("--preset", default="cpu", help="cpu | lab (default: cpu)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-gpt)")
@@ -237,13 +367,29 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
     model.add_argument("--position", choices=["learned", "sincos"])
     model.add_argument("--no-tie-weights", action="store_true", help="a separate output matrix")
     train = parser.add_argument_group("training (overrides the preset)")
-    for flag, kind in (("iters", int), ("batch-size", int), ("lr", float), ("min-lr-ratio", float),
-                       ("warmup-iters", int), ("weight-decay", float), ("grad-clip", float),
-                       ("eval-interval", int), ("eval-iters", int), ("seed", int)):
+    for flag, kind in (
+        ("iters", int),
+        ("batch-size", int),
+        ("lr", float),
+        ("min-lr-ratio", float),
+        ("warmup-iters", int),
+        ("weight-decay", float),
+        ("grad-clip", float),
+        ("eval-interval", int),
+        ("eval-iters", int),
+        ("seed", int),
+        ("checkpoint-every", int),
+        ("time-limit", float),
+    ):
         train.add_argument(f"--{flag}", type=kind)
     train.add_argument("--no-progress", action="store_true")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16"])
+    parser.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "none", "bf16"],
+        help="bf16 autocast; auto = where it is faster on this device (default)",
+    )
     parser.add_argument("--compile", action="store_true")
     parser.set_defaults(handler=_train_gpt)
 
@@ -261,6 +407,7 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
 def _train_gpt(args: argparse.Namespace) -> None:
     if args.resume:
         runtime = {k: getattr(args, k) for k in ("device", "amp", "compile")}
+        runtime["checkpoint_every"] = args.checkpoint_every or 0
         train_language_model({}, LanguageConfig(**runtime), resume=args.resume, progress=not args.no_progress)
         return
     picked = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name, None) is not None}

@@ -31,8 +31,9 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
     return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
 
 
-def learning_rate(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, schedule: str,
-                  min_ratio: float = 0.0) -> float:
+def learning_rate(
+    step: int, *, base_lr: float, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float = 0.0
+) -> float:
     """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to min_ratio·base_lr
     (``schedule`` "cosine") or constant (``schedule`` "constant")."""
     if step < warmup_steps:

@@ -1,0 +1,351 @@
+"""Distributed training (2 gloo processes), SIGKILL + resume, NaN losses and write errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import labformer
+from labformer.training import checkpoint as ckpt
+from labformer.training import classify, language
+
+TINY_VIT = [
+    "--dim",
+    "16",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--mlp-dim",
+    "32",
+    "--val-size",
+    "100",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--augment",
+    "affine",
+]
+TINY_GPT = [
+    "--block-size",
+    "16",
+    "--dim",
+    "16",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--mlp-dim",
+    "32",
+    "--eval-iters",
+    "2",
+    "--warmup-iters",
+    "2",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        "-m",
+        "labformer",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    tensors = ckpt.read_tensors(run / "checkpoint.safetensors", "checkpoint")
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 1e-5) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=atol, rtol=1e-4, msg=name)
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, mnist_dir):
+    args = ["train", "vit", "--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "50", *TINY_VIT]
+    single = subprocess.run(
+        [sys.executable, "-m", "labformer", *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    double = torchrun(2, *args, "--out", str(tmp_path / "two"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert double.stdout.count("Epoch 1/1") == 1  # only rank 0 prints
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    one, two = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert two["processes"] == 2 and one["processes"] == 1
+    history_one, history_two = (json.loads((tmp_path / r / "history.json").read_text()) for r in ("one", "two"))
+    assert history_one[0]["loss"] == pytest.approx(history_two[0]["loss"], rel=1e-4)  # all-reduced metrics
+    assert history_one[0]["accuracy"] == history_two[0]["accuracy"]
+
+
+def test_two_processes_gpt(tmp_path, corpus_file):
+    args = [
+        "train",
+        "gpt",
+        "--text",
+        str(corpus_file),
+        "--iters",
+        "6",
+        "--eval-interval",
+        "3",
+        "--batch-size",
+        "8",
+        *TINY_GPT,
+    ]
+    single = subprocess.run(
+        [sys.executable, "-m", "labformer", *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    double = torchrun(2, *args, "--out", str(tmp_path / "two"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+
+
+def test_odd_global_batch_is_refused_clearly(tmp_path, mnist_dir):
+    result = torchrun(
+        2, "train", "vit", "--data-dir", str(mnist_dir), "--batch-size", "49", "--out", str(tmp_path / "r"), *TINY_VIT
+    )
+    assert result.returncode != 0
+    assert "batch_size (49) must be divisible by the number of processes (2)" in result.stderr
+
+
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    from conftest import SHARED_SHAKESPEARE
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(SHARED_SHAKESPEARE.read_text()[:20000] if SHARED_SHAKESPEARE.exists() else "to be or not\n" * 2000)
+    return path
+
+
+def wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        if time.time() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
+    args = [
+        sys.executable,
+        "-m",
+        "labformer",
+        "train",
+        "vit",
+        "--data-dir",
+        str(mnist_dir),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "25",
+        "--checkpoint-every",
+        "4",
+        *TINY_VIT,
+    ]
+    full = subprocess.run([*args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    process = subprocess.Popen([*args, "--out", str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "cut" / "checkpoint.safetensors"
+    wait_for(checkpoint)
+    time.sleep(1.0)  # let it go on past a few more checkpoints, then kill it mid-run
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    progress = json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
+    assert (progress["epoch"], progress["step"]) < (3, 0)  # it really was cut short
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labformer",
+            "train",
+            "vit",
+            "--resume",
+            str(tmp_path / "cut"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
+    full_metrics, cut_metrics = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("full", "cut"))
+    assert full_metrics["test_accuracy"] == cut_metrics["test_accuracy"]
+    assert full_metrics["test_loss"] == pytest.approx(cut_metrics["test_loss"], abs=1e-6)
+    full_history, cut_history = (json.loads((tmp_path / r / "history.json").read_text()) for r in ("full", "cut"))
+    for a, b in zip(full_history, cut_history, strict=True):
+        assert a["val_accuracy"] == b["val_accuracy"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
+    args = [
+        sys.executable,
+        "-m",
+        "labformer",
+        "train",
+        "gpt",
+        "--text",
+        str(corpus_file),
+        "--iters",
+        "60",
+        "--eval-interval",
+        "20",
+        "--checkpoint-every",
+        "5",
+        "--batch-size",
+        "8",
+        *TINY_GPT,
+    ]
+    full = subprocess.run([*args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    process = subprocess.Popen([*args, "--out", str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(tmp_path / "cut" / "checkpoint.safetensors")
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labformer",
+            "train",
+            "gpt",
+            "--resume",
+            str(tmp_path / "cut"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
+
+
+def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, mnist_dir, capsys):
+    from labformer.cli import main
+
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "vit",
+            "--data-dir",
+            str(mnist_dir),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "50",
+            "--lr",
+            "1e30",
+            "--warmup-epochs",
+            "0",
+            "--grad-clip",
+            "0",
+            "--out",
+            str(out),
+            *TINY_VIT,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the loss became nan" in err or "the loss became inf" in err, err
+    assert "lower --lr" in err and "last good checkpoint" in err
+
+
+def test_write_error_leaves_the_previous_checkpoint_intact(tmp_path, mnist_dir, monkeypatch):
+    model_config, train_config = classify.preset_configs(
+        "fast",
+        "mnist",
+        dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(epochs=2, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu"),
+    )
+    original = ckpt.save_file
+    calls = {"n": 0}
+
+    def failing_save(tensors, path, metadata=None):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # the second epoch's writes fail: disk full
+            with open(path, "wb") as f:
+                f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return original(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_file", failing_save)
+    with pytest.raises(OSError, match="No space left on device; the previous version is intact"):
+        classify.train_classifier(model_config, train_config, out=tmp_path / "run", progress=False)
+    monkeypatch.setattr(ckpt, "save_file", original)
+    state = json.loads(ckpt.read_metadata(tmp_path / "run" / "checkpoint.safetensors", "checkpoint")["state"])
+    assert state["progress"]["epoch"] == 1
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    labformer.load(tmp_path / "run")  # the best model so far still loads
+
+
+def test_read_only_run_directory(tmp_path, corpus_file, capsys):
+    from labformer.cli import main
+
+    if os.geteuid() == 0:  # root ignores permissions: simulate with a file where the directory should be
+        blocker = tmp_path / "blocked"
+        blocker.write_text("a file, not a directory")
+        out = blocker / "run"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        out = locked / "run"
+    code = main(["train", "gpt", "--text", str(corpus_file), "--iters", "2", "--out", str(out), *TINY_GPT])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot create run directory" in err
+
+
+def test_resume_of_another_kind_is_refused(tmp_path, corpus_file):
+    model_values, config = language.preset_configs(
+        "cpu",
+        dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(text=str(corpus_file), iters=2, batch_size=4, eval_interval=2, eval_iters=1, device="cpu"),
+    )
+    language.train_language_model(model_values, config, out=tmp_path / "gpt", progress=False)
+    with pytest.raises(ValueError, match="holds a gpt run; `train vit --resume` needs a vit run"):
+        classify.train_classifier(None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "gpt")
