@@ -22,6 +22,7 @@ from torch import nn
 
 from labformer.data.text import load_text
 from labformer.models.gpt import GPT, GPTConfig
+from labformer.training.language import PRESETS
 from labformer.training.optim import build_optimizer, learning_rate
 
 
@@ -118,7 +119,9 @@ def main() -> None:
     parser.add_argument("--text", help="corpus (default: Tiny Shakespeare)")
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model (default 120)")
     args = parser.parse_args()
-    dim, depth, heads, block, batch, lr = 128, 4, 4, 128, 32, 2e-3
+    preset_model, preset_train = PRESETS["cpu"]
+    dim, depth, heads = preset_model["dim"], preset_model["depth"], preset_model["num_heads"]
+    block, batch, lr = preset_model["block_size"], preset_train["batch_size"], preset_train["lr"]
     data = load_text(args.text, block_size=256)
     vocab = len(data.tokenizer)
     rows = []

@@ -188,3 +188,19 @@ def test_idx_reader_accepts_in_memory_gzip(tmp_path):
     buffer.write(bytes([0, 0, 8, 1]) + (12).to_bytes(4, "big") + array.tobytes())
     (tmp_path / "labels.gz").write_bytes(gzip.compress(buffer.getvalue()))
     np.testing.assert_array_equal(read_idx(tmp_path / "labels.gz"), array)
+
+
+def test_download_caches_atomically_and_explains_failures(tmp_path):
+    from labformer.data.download import download
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 3_000_000)
+    target = tmp_path / "cache" / "file.bin"
+    assert download(source.as_uri(), target, what="test file", hint="pass --data-dir") == target
+    assert target.read_bytes() == source.read_bytes()
+    source.write_bytes(b"changed")
+    assert download(source.as_uri(), target, what="test file", hint="h").read_bytes()[:1] == b"x"  # cached
+    missing = tmp_path / "cache" / "other.bin"
+    with pytest.raises(FileNotFoundError, match=r"test file is not cached at .*other.bin.*; pass --data-dir"):
+        download((tmp_path / "nowhere.bin").as_uri(), missing, what="test file", hint="pass --data-dir")
+    assert not missing.exists() and not list((tmp_path / "cache").glob("*.part"))

@@ -68,8 +68,9 @@ class LanguageConfig:
 # "cpu": validation loss <= 1.60 within 10 minutes on a 2-core CPU; "lab": the lab's model, for GPUs.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cpu": (
-        dict(block_size=128, dim=128, depth=4, num_heads=4, mlp_dim=512, dropout=0.0),
-        dict(iters=5000, batch_size=32, lr=2e-3, warmup_iters=100, eval_interval=250, eval_iters=40, time_limit=570.0),
+        # 0.47 M parameters: about compute-optimal for the ~10 M tokens a 2-core CPU sees in 10 minutes.
+        dict(block_size=128, dim=96, depth=4, num_heads=4, mlp_dim=384, dropout=0.0),
+        dict(iters=5000, batch_size=32, lr=3e-3, warmup_iters=100, eval_interval=250, eval_iters=40, time_limit=570.0),
     ),
     "lab": (
         dict(block_size=256, dim=384, depth=6, num_heads=6, mlp_dim=1536, dropout=0.2),
@@ -161,11 +162,10 @@ def _train(
     model = GPT(model_config).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99))
     batches = torch.Generator().manual_seed(config.seed)
-    evaluation = torch.Generator().manual_seed(config.seed + 1)
     history = History()
     step, best, train_seconds = 0, math.inf, 0.0
     if resume is not None:
-        step, best, train_seconds, history = _restore(run_dir, model, optimizer, batches, evaluation)
+        step, best, train_seconds, history = _restore(run_dir, model, optimizer, batches)
     elif cluster.is_main:
         ckpt.write_json(
             run_dir / "config.json",
@@ -185,26 +185,44 @@ def _train(
         unit="step",
     )
 
+    def learning_rate_at(elapsed: float) -> float:
+        # With a time limit the schedule runs on whichever comes first: steps or seconds.
+        position = max(step, int(config.iters * elapsed / config.time_limit)) if config.time_limit else step
+        return learning_rate(
+            position,
+            base_lr=config.lr,
+            total_steps=config.iters,
+            warmup_steps=config.warmup_iters,
+            schedule="cosine",
+            min_ratio=config.min_lr_ratio,
+        )
+
     def save() -> None:
         if cluster.is_main:
-            _save_checkpoint(run_dir, model, optimizer, batches, evaluation, step, best, train_seconds, history)
+            _save_checkpoint(run_dir, model, optimizer, batches, step, best, train_seconds, history)
 
+    def evaluate_now(lr: float) -> None:
+        """Evaluates at ``step`` (batches seeded by the step, so a resumed run draws the same ones)."""
+        nonlocal best
+        generator = torch.Generator().manual_seed(config.seed + 1 + step)
+        losses = estimate_loss(model, data, config, generator, device, amp)
+        history.append(step=step, train_loss=losses["train"], val_loss=losses["val"], lr=lr, seconds=train_seconds)
+        if cluster.is_main:
+            tqdm.write(f"step {step}: train loss {losses['train']:.3f}, val loss {losses['val']:.3f}")
+        if losses["val"] < best:
+            best = losses["val"]
+            if cluster.is_main:
+                ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"step": str(step)})
+
+    if step and (step % config.eval_interval == 0 or step == config.iters) and history.column("step")[-1:] != [step]:
+        evaluate_now(learning_rate_at(train_seconds))  # interrupted during this evaluation: do it now
+        save()
     model.train()
     started = time.perf_counter()
     try:
         out_of_time = False
         while step < config.iters and not out_of_time:
-            elapsed = train_seconds + time.perf_counter() - started
-            # With a time limit the schedule runs on whichever comes first: steps or seconds.
-            position = max(step, int(config.iters * elapsed / config.time_limit)) if config.time_limit else step
-            lr = learning_rate(
-                position,
-                base_lr=config.lr,
-                total_steps=config.iters,
-                warmup_steps=config.warmup_iters,
-                schedule="cosine",
-                min_ratio=config.min_lr_ratio,
-            )
+            lr = learning_rate_at(train_seconds + time.perf_counter() - started)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = data.batch("train", config.batch_size, model_config.block_size, batches, device)
@@ -225,21 +243,11 @@ def _train(
             bar.update()
             if config.time_limit:  # every rank must stop at the same step: rank 0's clock decides
                 out_of_time = bool(cluster.share(train_seconds + time.perf_counter() - started >= config.time_limit))
-            evaluate_now = step % config.eval_interval == 0 or step == config.iters or out_of_time
-            if evaluate_now or step % checkpoint_every == 0:
+            evaluate = step % config.eval_interval == 0 or step == config.iters or out_of_time
+            if evaluate or step % checkpoint_every == 0:
                 train_seconds += time.perf_counter() - started
-            if evaluate_now:
-                losses = estimate_loss(model, data, config, evaluation, device, amp)
-                history.append(
-                    step=step, train_loss=losses["train"], val_loss=losses["val"], lr=lr, seconds=train_seconds
-                )
-                if cluster.is_main:
-                    tqdm.write(f"step {step}: train loss {losses['train']:.3f}, val loss {losses['val']:.3f}")
-                if losses["val"] < best:
-                    best = losses["val"]
-                    if cluster.is_main:
-                        ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"step": str(step)})
-            if evaluate_now or step % checkpoint_every == 0:
+                if evaluate:
+                    evaluate_now(lr)
                 save()
                 started = time.perf_counter()
     except KeyboardInterrupt:
@@ -287,7 +295,6 @@ def _save_checkpoint(
     model: GPT,
     optimizer: torch.optim.Optimizer,
     batches: torch.Generator,
-    evaluation: torch.Generator,
     step: int,
     best: float,
     train_seconds: float,
@@ -299,7 +306,6 @@ def _save_checkpoint(
         **optimizer_tensors,
         **ckpt.rng_tensors(),
         "rng.batches": batches.get_state(),
-        "rng.evaluation": evaluation.get_state(),
     }
     state = {
         "step": step,
@@ -312,7 +318,7 @@ def _save_checkpoint(
 
 
 def _restore(
-    run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator, evaluation: torch.Generator
+    run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator
 ) -> tuple[int, float, float, History]:
     path = run_dir / "checkpoint.safetensors"
     tensors = ckpt.read_tensors(path, "training checkpoint")
@@ -321,7 +327,6 @@ def _restore(
     optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
     ckpt.restore_rng(tensors)
     batches.set_state(tensors["rng.batches"])
-    evaluation.set_state(tensors["rng.evaluation"])
     return state["step"], state["best_val_loss"], state["train_seconds"], History(state["history"])
 
 
