@@ -92,8 +92,10 @@ TRAIN_FLAGS = (
 )
 
 
-def _picked(args: argparse.Namespace, names: Sequence[str]) -> dict:
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) not in (None, False)}
+def picked(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The flags among ``names`` that the user gave (0 and 0.0 count: only None and unset switches don't)."""
+    values = {name: getattr(args, name, None) for name in names}
+    return {name: value for name, value in values.items() if value is not None and value is not False}
 
 
 def _train_vit(args: argparse.Namespace) -> None:
@@ -105,16 +107,16 @@ def _train_vit(args: argparse.Namespace) -> None:
         train_classifier(None, ClassifyConfig(**runtime), resume=args.resume, progress=not args.no_progress)
         return
     model_config, train_config = preset_configs(
-        args.preset, args.dataset, _picked(args, MODEL_FLAGS), _picked(args, TRAIN_FLAGS)
+        args.preset, args.dataset, picked(args, MODEL_FLAGS), picked(args, TRAIN_FLAGS)
     )
     train_classifier(model_config, train_config, out=args.out, preset=args.preset, progress=not args.no_progress)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from labformer.api import load
+    from labformer.api import load_run
     from labformer.training.classify import evaluate
 
-    model, run = load(args.run_dir, device=args.device)
+    model, run = load_run(args.run_dir, device=args.device)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores image classifiers")
     from labformer.data import load_images
@@ -141,10 +143,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from labformer.api import load
+    from labformer.api import load_run
     from labformer.predict import predict_images
 
-    model, run = load(args.run_dir, device=args.device)
+    model, run = load_run(args.run_dir, device=args.device)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; predict needs an image classifier run")
     results = predict_images(model, run, [Path(p) for p in args.images])

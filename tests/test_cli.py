@@ -48,7 +48,20 @@ def vit_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     data_dir = write_mnist_dir(base / "mnist")
     out = base / "run"
     result = run_cli(
-        "train", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(out), "--lr", "3e-3", *TINY_VIT
+        "train",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+        "--lr",
+        "1e-2",
+        "--augment",
+        "none",
+        "--warmup-epochs",
+        "0.2",
+        *TINY_VIT,
     )
     return out, data_dir, result
 
@@ -58,9 +71,9 @@ def test_train_writes_the_whole_run_directory(vit_run):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch")]
     pattern = (
-        r"Epoch \d/2  \d+\.\ds  loss \d\.\d{3}  acc \d+\.\d%  val_loss \d\.\d{3}  val_acc \d+\.\d%  lr \d\.\de-\d\d"
+        r"Epoch \d/3  \d+\.\ds  loss \d\.\d{3}  acc \d+\.\d%  val_loss \d\.\d{3}  val_acc \d+\.\d%  lr \d\.\de-\d\d"
     )
-    assert len(lines) == 2 and all(re.fullmatch(pattern, line) for line in lines), lines
+    assert len(lines) == 3 and all(re.fullmatch(pattern, line) for line in lines), lines
     for name in (
         "config.json",
         "model.safetensors",
@@ -77,7 +90,7 @@ def test_train_writes_the_whole_run_directory(vit_run):
     assert {"test_accuracy", "test_loss", "epochs", "train_seconds", "images_per_second"} <= set(metrics)
     assert 0.5 < metrics["test_accuracy"] <= 1.0  # the synthetic digits are easy
     history = json.loads((out / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
     assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,loss,accuracy,val_loss")
 
 
@@ -183,7 +196,22 @@ def test_bad_input_exits_2_with_one_line(args, message, capsys):
 def test_bad_files(vit_run, tmp_path, capsys, mnist_dir):
     out, _, _ = vit_run
     # batch larger than the data set
-    assert main(["train", "--data-dir", str(mnist_dir), "--batch-size", "100000", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(mnist_dir),
+                "--val-size",
+                "100",
+                "--batch-size",
+                "100000",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "batch_size (100000) is larger than the training set" in capsys.readouterr().err
     # corrupt data file
     (mnist_dir / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")

@@ -87,7 +87,13 @@ def assert_same_weights(a: Path, b: Path, atol: float = 1e-5) -> None:
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     for name in wa:
-        torch.testing.assert_close(wa[name], wb[name], atol=atol, rtol=1e-4, msg=name)
+        x, y = wa[name], wb[name]
+        if name.endswith("in_proj_bias"):
+            # The key bias has a gradient of exactly zero in exact arithmetic (softmax ignores a constant
+            # per row); Adam rescales its float noise to lr-sized steps, so only q and v biases compare.
+            third = x.shape[0] // 3
+            x, y = torch.cat([x[:third], x[2 * third :]]), torch.cat([y[:third], y[2 * third :]])
+        torch.testing.assert_close(x, y, atol=atol, rtol=1e-4, msg=name)
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, mnist_dir):
@@ -171,11 +177,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
         "--data-dir",
         str(mnist_dir),
         "--epochs",
-        "3",
+        "30",
         "--batch-size",
         "25",
         "--checkpoint-every",
-        "4",
+        "3",
         *TINY_VIT,
     ]
     full = subprocess.run([*args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=300)
@@ -183,12 +189,13 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
     process = subprocess.Popen([*args, "--out", str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "cut" / "checkpoint.safetensors"
     wait_for(checkpoint)
-    time.sleep(1.0)  # let it go on past a few more checkpoints, then kill it mid-run
+    time.sleep(0.3)  # let it go on past a few more checkpoints, then kill it mid-run
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     progress = json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
-    assert (progress["epoch"], progress["step"]) < (3, 0)  # it really was cut short
+    assert (progress["epoch"], progress["step"]) < (30, 0)  # it really was cut short
+    assert not (tmp_path / "cut" / "metrics.json").exists(), (progress, sorted(p.name for p in (tmp_path / "cut").iterdir()))
     resumed = subprocess.run(
         [
             sys.executable,
@@ -226,9 +233,9 @@ def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
         "--text",
         str(corpus_file),
         "--iters",
-        "60",
+        "300",
         "--eval-interval",
-        "20",
+        "100",
         "--checkpoint-every",
         "5",
         "--batch-size",
@@ -238,10 +245,12 @@ def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
     full = subprocess.run([*args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr
     process = subprocess.Popen([*args, "--out", str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(tmp_path / "cut" / "checkpoint.safetensors")
+    checkpoint = tmp_path / "cut" / "checkpoint.safetensors"
+    wait_for(checkpoint)
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["step"] < 300  # cut short
     resumed = subprocess.run(
         [
             sys.executable,

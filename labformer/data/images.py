@@ -75,6 +75,6 @@ class ImageData:
 def split_validation(train: ImageSplit, size: int, seed: int) -> tuple[ImageSplit, ImageSplit]:
     """Carves a seeded random validation split of ``size`` images out of ``train``."""
     if not 0 <= size < len(train):
-        raise ValueError(f"validation size must be in [0, {len(train)}); got {size}")
+        raise ValueError(f"val_size ({size}) must be at least 0 and smaller than the {len(train)} training images")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     return train.subset(order[size:].sort().values), train.subset(order[:size].sort().values)

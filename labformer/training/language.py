@@ -415,11 +415,12 @@ def _train_gpt(args: argparse.Namespace) -> None:
         runtime["checkpoint_every"] = args.checkpoint_every or 0
         train_language_model({}, LanguageConfig(**runtime), resume=args.resume, progress=not args.no_progress)
         return
-    picked = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name, None) is not None}
+    from labformer.cli import picked
+
+    model = picked(args, MODEL_FLAGS)
     if args.no_tie_weights:
-        picked["tie_weights"] = False
-    train = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name, None) not in (None, False)}
-    model_values, config = preset_configs(args.preset, picked, train)
+        model["tie_weights"] = False
+    model_values, config = preset_configs(args.preset, model, picked(args, TRAIN_FLAGS))
     train_language_model(model_values, config, out=args.out, preset=args.preset, progress=not args.no_progress)
 
 
