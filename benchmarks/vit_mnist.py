@@ -26,7 +26,7 @@ from torch import nn
 
 from labformer.data import load_mnist
 from labformer.models.vit import ViT
-from labformer.training.classify import preset_configs
+from labformer.training.classify import ClassifyConfig, EpochBatches, preset_configs
 from labformer.training.optim import build_optimizer, learning_rate
 
 
@@ -87,50 +87,37 @@ def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     return correct / len(labels)
 
 
-def time_to_accuracy(
-    model: nn.Module,
-    data,
-    *,
-    epochs: int,
-    batch: int,
-    lr: float,
-    weight_decay: float,
-    warmup_epochs: float,
-    schedule: str,
-    label_smoothing: float,
-    grad_clip: float,
-    budget: float,
-) -> dict:
-    """Trains like ``labformer train vit`` (no augmentation), scoring the test set after each epoch."""
+def time_to_accuracy(model: nn.Module, data, config: ClassifyConfig, budget: float) -> dict:
+    """Trains like ``labformer train vit`` (same batches, augmentation, optimiser and schedule), scoring the
+    test set after each epoch (not counted as training time)."""
     torch.manual_seed(0)
-    optimizer = build_optimizer(model, lr, weight_decay)
-    train_x = data.normalize(data.train.images)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
     test_x = data.normalize(data.test.images)
-    steps_per_epoch = len(train_x) // batch
-    total = steps_per_epoch * epochs
+    steps_per_epoch = len(data.train) // config.batch_size
+    total = steps_per_epoch * config.epochs
     reached: dict[float, tuple[float, int]] = {}
     elapsed, accuracies = 0.0, []
-    generator = torch.Generator().manual_seed(0)
-    for epoch in range(epochs):
+    device = torch.device("cpu")
+    for epoch in range(config.epochs):
         started = time.perf_counter()
-        order = torch.randperm(len(train_x), generator=generator)
+        batches = EpochBatches(data, config, epoch, device)
         model.train()
         for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(
-                    step,
-                    base_lr=lr,
+                    epoch * steps_per_epoch + i,
+                    base_lr=config.lr,
                     total_steps=total,
-                    warmup_steps=round(warmup_epochs * steps_per_epoch),
-                    schedule=schedule,
+                    warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+                    schedule=config.schedule,
+                    min_ratio=config.min_lr_ratio,
                 )
-            index = order[i * batch : (i + 1) * batch]
-            loss = F.cross_entropy(model(train_x[index]), data.train.labels[index], label_smoothing=label_smoothing)
+            images, labels = batches.batch(i)
+            loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
         elapsed += time.perf_counter() - started
         accuracy = test_accuracy(model, test_x, data.test.labels)
@@ -181,19 +168,7 @@ def main() -> None:
         if "torch)" in name or args.skip_training:
             continue
         print(f"training {name} ...", flush=True)
-        result = time_to_accuracy(
-            build(),
-            data,
-            epochs=train_config.epochs,
-            batch=train_config.batch_size,
-            lr=train_config.lr,
-            weight_decay=train_config.weight_decay,
-            warmup_epochs=train_config.warmup_epochs,
-            schedule=train_config.schedule,
-            label_smoothing=train_config.label_smoothing,
-            grad_clip=train_config.grad_clip,
-            budget=args.budget,
-        )
+        result = time_to_accuracy(build(), data, train_config, args.budget)
         runs.append(
             [
                 name.removesuffix(" (labformer)"),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labformer.attention import KVCache, MultiHeadAttention
+from labformer.config import require_positive_ints
 
 __all__ = ["Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "FeedForward"]
 
@@ -27,12 +28,6 @@ def _activation(name: str) -> Callable[[Tensor], Tensor]:
     if name not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {name!r}")
     return _ACTIVATIONS[name]
-
-
-def _check_sizes(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 class FeedForward(nn.Module):
@@ -47,7 +42,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, mlp_dim: int, *, dropout: float = 0.0, activation: Activation = "relu") -> None:
         super().__init__()
-        _check_sizes(dim=dim, mlp_dim=mlp_dim)
+        require_positive_ints(dim=dim, mlp_dim=mlp_dim)
         self.linear1 = nn.Linear(dim, mlp_dim)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(mlp_dim, dim)
@@ -92,7 +87,7 @@ class EncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_sizes(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
+        require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
         self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
         self.linear1 = nn.Linear(dim, mlp_dim)
         self.dropout = nn.Dropout(dropout)
@@ -154,7 +149,7 @@ class Encoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_sizes(num_layers=num_layers)
+        require_positive_ints(num_layers=num_layers)
         self.layers = nn.ModuleList(
             EncoderLayer(
                 dim,
@@ -207,7 +202,7 @@ class DecoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_sizes(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
+        require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
         self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
         self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
         self.linear1 = nn.Linear(dim, mlp_dim)
@@ -276,7 +271,7 @@ class Decoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_sizes(num_layers=num_layers)
+        require_positive_ints(num_layers=num_layers)
         self.layers = nn.ModuleList(
             DecoderLayer(
                 dim,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -15,9 +17,33 @@ matplotlib.use("Agg")
 
 from labformer.data import ImageData, ImageSplit  # noqa: E402
 
+# Command-line flags of tiny models for end-to-end tests (seconds, not minutes).
+RUNTIME_ARGS = ["--no-progress", "--device", "cpu"]
+TINY_VIT_ARGS = ["--dim", "16", "--depth", "1", "--heads", "2", "--mlp-dim", "32", "--val-size", "100", *RUNTIME_ARGS]
+TINY_GPT_ARGS = [
+    "--block-size",
+    "16",
+    "--dim",
+    "16",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--mlp-dim",
+    "32",
+    "--warmup-iters",
+    "2",
+    *RUNTIME_ARGS,
+]
+
 SHARED_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 if SHARED_SHAKESPEARE.exists():
     os.environ.setdefault("LABFORMER_SHAKESPEARE", str(SHARED_SHAKESPEARE))
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m labformer ARGS`` in a fresh process, output captured."""
+    return subprocess.run([sys.executable, "-m", "labformer", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def synthetic_digits(n: int, seed: int) -> ImageSplit:

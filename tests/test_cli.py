@@ -5,39 +5,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_VIT_ARGS, run_cli
 from PIL import Image
 
 import labformer
 from labformer.cli import main
 from labformer.training import classify
 
-TINY_VIT = [
-    "--dim",
-    "16",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--mlp-dim",
-    "32",
-    "--val-size",
-    "100",
-    "--batch-size",
-    "50",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labformer", *args], capture_output=True, text=True, timeout=300)
+TINY_VIT = [*TINY_VIT_ARGS, "--batch-size", "50"]
 
 
 @pytest.fixture(scope="module")

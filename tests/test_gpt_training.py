@@ -6,39 +6,17 @@ import json
 import math
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_GPT_ARGS, run_cli
 
 import labformer
 from labformer.cli import main
 from labformer.training import language
 
-TINY_GPT = [
-    "--block-size",
-    "16",
-    "--dim",
-    "16",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--mlp-dim",
-    "32",
-    "--batch-size",
-    "8",
-    "--eval-interval",
-    "10",
-    "--eval-iters",
-    "3",
-    "--warmup-iters",
-    "2",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TINY_GPT = [*TINY_GPT_ARGS, "--batch-size", "8", "--eval-interval", "10", "--eval-iters", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +32,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gpt_run(corpus, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("gpt") / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labformer",
-            "train",
-            "gpt",
-            "--text",
-            str(corpus),
-            "--iters",
-            "30",
-            "--out",
-            str(out),
-            *TINY_GPT,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_cli("train", "gpt", "--text", str(corpus), "--iters", "30", "--out", str(out), *TINY_GPT)
     return out, result
 
 
@@ -105,51 +65,13 @@ def test_train_gpt_writes_the_run_directory(gpt_run, corpus):
 
 def test_generate_prints_text_from_the_prompt(gpt_run):
     out, _ = gpt_run
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labformer",
-            "generate",
-            str(out),
-            "--prompt",
-            "ROMEO:",
-            "--tokens",
-            "40",
-            "--seed",
-            "3",
-            "--top-k",
-            "5",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        "generate", str(out), "--prompt", "ROMEO:", "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) >= 46
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labformer",
-            "generate",
-            str(out),
-            "--prompt",
-            "ROMEO:",
-            "--tokens",
-            "40",
-            "--seed",
-            "3",
-            "--top-k",
-            "5",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    again = run_cli(
+        "generate", str(out), "--prompt", "ROMEO:", "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"
     )
     assert again.stdout == result.stdout  # seeded
     model = labformer.load(out)

@@ -13,47 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_GPT_ARGS, TINY_VIT_ARGS, run_cli
 
 import labformer
 from labformer.training import checkpoint as ckpt
 from labformer.training import classify, language
 
-TINY_VIT = [
-    "--dim",
-    "16",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--mlp-dim",
-    "32",
-    "--val-size",
-    "100",
-    "--no-progress",
-    "--device",
-    "cpu",
-    "--augment",
-    "affine",
-]
-TINY_GPT = [
-    "--block-size",
-    "16",
-    "--dim",
-    "16",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--mlp-dim",
-    "32",
-    "--eval-iters",
-    "2",
-    "--warmup-iters",
-    "2",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TINY_VIT = [*TINY_VIT_ARGS, "--augment", "affine"]
+TINY_GPT = [*TINY_GPT_ARGS, "--eval-iters", "2"]
 
 
 def free_port() -> int:
@@ -98,12 +65,7 @@ def assert_same_weights(a: Path, b: Path, atol: float = 1e-5) -> None:
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, mnist_dir):
     args = ["train", "vit", "--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "50", *TINY_VIT]
-    single = subprocess.run(
-        [sys.executable, "-m", "labformer", *args, "--out", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    single = run_cli(*args, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     double = torchrun(2, *args, "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-3000:]
@@ -130,12 +92,7 @@ def test_two_processes_gpt(tmp_path, corpus_file):
         "8",
         *TINY_GPT,
     ]
-    single = subprocess.run(
-        [sys.executable, "-m", "labformer", *args, "--out", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    single = run_cli(*args, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     double = torchrun(2, *args, "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-3000:]
@@ -195,24 +152,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
     assert process.returncode == -signal.SIGKILL
     progress = json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
     assert (progress["epoch"], progress["step"]) < (30, 0)  # it really was cut short
-    assert not (tmp_path / "cut" / "metrics.json").exists(), (progress, sorted(p.name for p in (tmp_path / "cut").iterdir()))
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labformer",
-            "train",
-            "vit",
-            "--resume",
-            str(tmp_path / "cut"),
-            "--no-progress",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    assert not (tmp_path / "cut" / "metrics.json").exists(), (
+        progress,
+        sorted(p.name for p in (tmp_path / "cut").iterdir()),
     )
+    resumed = run_cli("train", "vit", "--resume", str(tmp_path / "cut"), "--no-progress", "--device", "cpu")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
     full_metrics, cut_metrics = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("full", "cut"))
@@ -251,23 +195,7 @@ def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["step"] < 300  # cut short
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labformer",
-            "train",
-            "gpt",
-            "--resume",
-            str(tmp_path / "cut"),
-            "--no-progress",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_cli("train", "gpt", "--resume", str(tmp_path / "cut"), "--no-progress", "--device", "cpu")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
 

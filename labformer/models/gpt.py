@@ -7,7 +7,7 @@ Token ids (B, T) → embedding (B, T, D) + position → pre-norm encoder layers,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labformer.attention import KVCache, MultiHeadAttention
+from labformer.config import JsonConfig, require_positive_ints
 from labformer.encoder import Encoder
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
 
@@ -22,7 +23,7 @@ __all__ = ["GPT", "GPTConfig"]
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(JsonConfig):
     """Hyper-parameters of a :class:`GPT`; stored as JSON next to its weights."""
 
     vocab_size: int = 65  # distinct characters
@@ -36,27 +37,14 @@ class GPTConfig:
     tie_weights: bool = True  # the head shares the token embedding matrix
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "dim", "depth", "num_heads", "mlp_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        names = ("vocab_size", "block_size", "dim", "depth", "num_heads", "mlp_dim")
+        require_positive_ints(**{name: getattr(self, name) for name in names})
         if self.dim % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
         if self.position not in ("learned", "sincos"):
             raise ValueError(f"position must be 'learned' or 'sincos'; got {self.position!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GPT config keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
 
 
 class GPT(nn.Module):

@@ -6,12 +6,13 @@ Image (B, C, H, W) → patches (B, N, C·p·p) → linear embedding (B, N, D) �
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from labformer.config import JsonConfig, require_positive_ints
 from labformer.encoder import Encoder
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
 
@@ -19,7 +20,7 @@ __all__ = ["ViT", "ViTConfig"]
 
 
 @dataclass
-class ViTConfig:
+class ViTConfig(JsonConfig):
     """Hyper-parameters of a :class:`ViT`; stored as JSON next to its weights."""
 
     image_size: int = 28  # height = width of the input images
@@ -36,10 +37,8 @@ class ViTConfig:
     backend: Literal["labformer", "torch"] = "labformer"  # whose encoder layers run (same weights)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        names = ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim")
+        require_positive_ints(**{name: getattr(self, name) for name in names})
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
         if self.dim % self.num_heads:
@@ -54,17 +53,6 @@ class ViTConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ViTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ViT config keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
 
 
 def build_encoder(config: ViTConfig) -> nn.Module:

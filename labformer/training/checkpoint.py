@@ -126,6 +126,39 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+def save_training_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    extra: dict[str, Tensor] | None = None,
+) -> None:
+    """One resumable file: model, optimiser and RNG states (+ ``extra``) as tensors, ``meta`` as JSON."""
+    optimizer_tensors, optimizer_rest = flatten_optimizer(optimizer.state_dict())
+    tensors = {
+        **{f"model.{k}": v for k, v in model.state_dict().items()},
+        **optimizer_tensors,
+        **rng_tensors(),
+        **(extra or {}),
+    }
+    write_tensors(path, tensors, {"state": json.dumps({**meta, "optimizer": optimizer_rest})})
+
+
+def load_training_state(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Restores what :func:`save_training_state` wrote; returns (meta, all tensors)."""
+    tensors = read_tensors(path, "training checkpoint")
+    try:
+        meta = json.loads(read_metadata(path, "training checkpoint")["state"])
+        model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    except (KeyError, json.JSONDecodeError, RuntimeError) as error:
+        raise ValueError(f"training checkpoint {path} does not fit this run ({error})") from None
+    restore_rng(tensors)
+    return meta, tensors
+
+
 def rng_tensors() -> dict[str, Tensor]:
     """The global RNG states (CPU, and CUDA when present) as tensors."""
     tensors = {"rng.cpu": torch.get_rng_state()}

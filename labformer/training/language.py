@@ -8,7 +8,6 @@ printed (``step 1500: train loss 1.512, val loss 1.698``); the best validation w
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from labformer.config import require_non_negative, require_positive_ints
 from labformer.data.text import CharTokenizer, TextData, load_text
 from labformer.models.gpt import GPT, GPTConfig
 from labformer.training import checkpoint as ckpt
@@ -52,17 +52,19 @@ class LanguageConfig:
     time_limit: float | None = None  # stop after this many seconds of training (the schedule follows)
 
     def __post_init__(self) -> None:
-        for name in ("iters", "batch_size", "eval_interval", "eval_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        require_positive_ints(
+            iters=self.iters, batch_size=self.batch_size, eval_interval=self.eval_interval, eval_iters=self.eval_iters
+        )
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
-        if self.warmup_iters < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError(
-                "warmup_iters, grad_clip and weight_decay must be >= 0; got "
-                f"{self.warmup_iters}, {self.grad_clip}, {self.weight_decay}"
-            )
+        require_non_negative(
+            warmup_iters=self.warmup_iters,
+            grad_clip=self.grad_clip,
+            weight_decay=self.weight_decay,
+            checkpoint_every=self.checkpoint_every,
+        )
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be positive (seconds); got {self.time_limit}")
 
 
 # "cpu": validation loss <= 1.60 within 10 minutes on a 2-core CPU; "lab": the lab's model, for GPUs.
@@ -300,34 +302,18 @@ def _save_checkpoint(
     train_seconds: float,
     history: History,
 ) -> None:
-    optimizer_tensors, optimizer_rest = ckpt.flatten_optimizer(optimizer.state_dict())
-    tensors = {
-        **{f"model.{k}": v for k, v in model.state_dict().items()},
-        **optimizer_tensors,
-        **ckpt.rng_tensors(),
-        "rng.batches": batches.get_state(),
-    }
-    state = {
-        "step": step,
-        "best_val_loss": best,
-        "train_seconds": train_seconds,
-        "optimizer": optimizer_rest,
-        "history": history.rows,
-    }
-    ckpt.write_tensors(run_dir / "checkpoint.safetensors", tensors, {"state": json.dumps(state)})
+    meta = {"step": step, "best_val_loss": best, "train_seconds": train_seconds, "history": history.rows}
+    ckpt.save_training_state(
+        run_dir / "checkpoint.safetensors", model, optimizer, meta, {"rng.batches": batches.get_state()}
+    )
 
 
 def _restore(
     run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator
 ) -> tuple[int, float, float, History]:
-    path = run_dir / "checkpoint.safetensors"
-    tensors = ckpt.read_tensors(path, "training checkpoint")
-    state = json.loads(ckpt.read_metadata(path, "training checkpoint")["state"])
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
-    ckpt.restore_rng(tensors)
+    meta, tensors = ckpt.load_training_state(run_dir / "checkpoint.safetensors", model, optimizer)
     batches.set_state(tensors["rng.batches"])
-    return state["step"], state["best_val_loss"], state["train_seconds"], History(state["history"])
+    return meta["step"], meta["best_val_loss"], meta["train_seconds"], History(meta["history"])
 
 
 # --- command line ---
