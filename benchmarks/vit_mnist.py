@@ -87,10 +87,11 @@ def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     return correct / len(labels)
 
 
-def time_to_accuracy(model: nn.Module, data, config: ClassifyConfig, budget: float) -> dict:
-    """Trains like ``labformer train vit`` (same batches, augmentation, optimiser and schedule), scoring the
-    test set after each epoch (not counted as training time)."""
-    torch.manual_seed(0)
+def time_to_accuracy(build, data, config: ClassifyConfig, budget: float) -> dict:
+    """Trains like ``labformer train vit`` (same seed, initialisation, batches, augmentation, optimiser and
+    schedule), scoring the test set after each epoch (not counted as training time)."""
+    torch.manual_seed(config.seed)
+    model = build()
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     test_x = data.normalize(data.test.images)
     steps_per_epoch = len(data.train) // config.batch_size
@@ -168,7 +169,7 @@ def main() -> None:
         if "torch)" in name or args.skip_training:
             continue
         print(f"training {name} ...", flush=True)
-        result = time_to_accuracy(build(), data, train_config, args.budget)
+        result = time_to_accuracy(build, data, train_config, args.budget)
         runs.append(
             [
                 name.removesuffix(" (labformer)"),
