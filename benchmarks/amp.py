@@ -49,7 +49,7 @@ def train(model: torch.nn.Module, batches: list, loss_fn, amp: bool) -> tuple[fl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return (time.perf_counter() - started) / (len(batches) - 3), float(loss)
+    return (time.perf_counter() - started) / (len(batches) - 3), loss.item()
 
 
 def main() -> None:

@@ -59,8 +59,9 @@ def _gradient_norms(depth: int, norm_first: bool, residual: bool, seed: int = 0)
     if not residual:
         for layer in encoder.layers:  # remove the skip connections: each sub-block replaces x
             layer.forward = _no_residual(layer)  # type: ignore[method-assign]
-    x = torch.randn(8, 16, 64)
-    encoder(x).square().mean().backward()
+    x, readout = torch.randn(8, 16, 64), torch.randn(8, 16, 64)
+    # A random linear read-out: mean(y²) after a LayerNorm is constant, so it would carry no gradient.
+    (encoder(x) * readout).mean().backward()
     return [float(layer.linear1.weight.grad.norm()) for layer in encoder.layers]
 
 
