@@ -23,10 +23,10 @@ from labformer.config import require_non_negative, require_positive_ints
 from labformer.data import Augment, ImageData, load_images
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training import checkpoint as ckpt
-from labformer.training.distributed import Cluster, join
+from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp, resolve_device
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
 
 __all__ = ["PRESETS", "ClassifyConfig", "Evaluation", "evaluate", "train_classifier"]
 
@@ -237,11 +237,7 @@ def train_classifier(
 
     Launched by ``torchrun``, every process trains a slice of each global batch (DDP); rank 0 writes.
     """
-    cluster, device = join(resolve_device(config.device))
-    try:
-        return _train(cluster, device, model_config, config, out, resume, preset, data, progress)
-    finally:
-        cluster.leave()
+    return run_on_cluster(config.device, _train, model_config, config, out, resume, preset, data, progress)
 
 
 def _train(

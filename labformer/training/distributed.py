@@ -9,14 +9,17 @@ steps of one process with batch B. Only rank 0 prints and writes files.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Cluster", "join"]
+__all__ = ["Cluster", "join", "run_on_cluster"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -93,5 +96,12 @@ def join(device: torch.device) -> tuple[Cluster, torch.device]:
     return Cluster(rank, world, local_rank), device
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def run_on_cluster(device_name: str, train: Callable[..., T], *args: Any) -> T:
+    """Joins the process group (if torchrun started us), calls ``train(cluster, device, *args)``, leaves."""
+    from labformer.training.runtime import resolve_device
+
+    cluster, device = join(resolve_device(device_name))
+    try:
+        return train(cluster, device, *args)
+    finally:
+        cluster.leave()
