@@ -126,6 +126,18 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+RUNTIME_FIELDS = ("device", "amp", "compile", "checkpoint_every")  # may change when a run is resumed
+
+
+def read_resumable_run(run_dir: Path, kind: str, runtime: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved ``config.json`` of a ``kind`` run, and its training settings with this invocation's
+    run-time switches (device, amp, compile, checkpoint_every) taken from ``runtime``."""
+    saved = read_json(Path(run_dir) / "config.json", "run config")
+    if saved.get("kind") != kind:
+        raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train {kind} --resume` needs a {kind} run")
+    return saved, {**saved["train"], **{name: getattr(runtime, name) for name in RUNTIME_FIELDS}}
+
+
 def save_training_state(
     path: Path,
     model: torch.nn.Module,

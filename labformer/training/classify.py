@@ -253,12 +253,8 @@ def _train(
 ) -> dict[str, Any]:
     if resume is not None:
         run_dir = Path(resume)
-        saved = ckpt.read_json(run_dir / "config.json", "run config")
-        if saved.get("kind") != "vit":
-            raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train vit --resume` needs a vit run")
-        model_config = ViTConfig.from_dict(saved["model"])
-        runtime = {k: getattr(config, k) for k in ("device", "amp", "compile", "checkpoint_every")}
-        config = ClassifyConfig(**{**saved["train"], **runtime})
+        saved, settings = ckpt.read_resumable_run(run_dir, "vit", config)
+        model_config, config = ViTConfig.from_dict(saved["model"]), ClassifyConfig(**settings)
         preset = saved.get("preset")
     else:
         assert model_config is not None

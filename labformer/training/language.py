@@ -142,11 +142,8 @@ def _train(
 ) -> dict[str, Any]:
     if resume is not None:
         run_dir = Path(resume)
-        saved = ckpt.read_json(run_dir / "config.json", "run config")
-        if saved.get("kind") != "gpt":
-            raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train gpt --resume` needs a gpt run")
-        runtime = {k: getattr(config, k) for k in ("device", "amp", "compile", "checkpoint_every")}
-        config = LanguageConfig(**{**saved["train"], **runtime})
+        saved, settings = ckpt.read_resumable_run(run_dir, "gpt", config)
+        config = LanguageConfig(**settings)
         tokenizer = CharTokenizer(ckpt.read_json(run_dir / "vocab.json", "vocabulary"))
         data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
         model_config = GPTConfig.from_dict(saved["model"])
