@@ -400,10 +400,7 @@ def _train(
         "epochs": config.epochs,
         "train_seconds": state.train_seconds,
         "images_per_second": steps_per_epoch * config.batch_size * config.epochs / max(state.train_seconds, 1e-9),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-        "amp": amp,
-        "processes": cluster.world,
+        **cluster.run_facts(model, device, amp),
     }
     if cluster.is_main:
         history.save(run_dir)

@@ -73,6 +73,15 @@ class Cluster:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def run_facts(self, model: nn.Module, device: torch.device, amp: str) -> dict[str, Any]:
+        """What every metrics.json records about how a run ran."""
+        return {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "device": str(device),
+            "amp": amp,
+            "processes": self.world,
+        }
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

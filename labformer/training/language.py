@@ -261,10 +261,7 @@ def _train(
         "iters": step,
         "train_seconds": train_seconds,
         "tokens_per_second": tokens_per_step * step / train_seconds if train_seconds else 0.0,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-        "amp": amp,
-        "processes": cluster.world,
+        **cluster.run_facts(model, device, amp),
     }
     if cluster.is_main:
         history.save(run_dir)
