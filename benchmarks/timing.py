@@ -45,3 +45,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def machine_line() -> str:
+    """The machine a table was measured on: CPU model and features, torch and its threads."""
+    import torch
+
+    from labformer.training.runtime import cpu_info
+
+    return f"CPU: {cpu_info()}; torch {torch.__version__}, {torch.get_num_threads()} threads"

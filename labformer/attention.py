@@ -36,12 +36,15 @@ __all__ = [
 FUSED_MIN_KEYS_CPU = 48
 
 
-def _check_shapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+def _check_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    """Shapes and dtypes of the functional form; the same checks with and without gradients, on every path."""
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(
             f"q, k and v need at least 2 dimensions (..., tokens, dim); got shapes "
             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
+    if not (q.dtype == k.dtype == v.dtype) or not q.is_floating_point():
+        raise ValueError(f"q, k and v must have one floating dtype; got {q.dtype}, {k.dtype} and {v.dtype}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same last dimension; got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
@@ -49,16 +52,28 @@ def _check_shapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             f"k and v must have the same number of tokens (dim -2); got k {tuple(k.shape)} and v {tuple(v.shape)}"
         )
     if mask is not None:
+        check_mask_dtype(mask)
         target = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
         try:
             shape = torch.broadcast_shapes(mask.shape, target)
         except RuntimeError:
             shape = None
-        if shape != target:
+        # Only (T, S) or the scores' full rank: a mask of another rank would be aligned from the right,
+        # silently giving its first dimension another meaning (e.g. batch read as heads).
+        if shape != target or mask.dim() not in (2, len(target)):
             raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-                f"{target} (..., queries, keys)"
+                f"mask of shape {tuple(mask.shape)} does not fit the scores' shape {target} (..., queries, keys): "
+                f"expected (queries, keys) = {target[-2:]} or {len(target)} dimensions, each equal or 1"
             )
+
+
+def check_mask_dtype(mask: Tensor) -> None:
+    """Masks are boolean (True = may attend) or floating (added to the scores); integers are refused, since
+    a 0/1 integer mask added to the scores would silently mask nothing."""
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise ValueError(
+            f"mask must be boolean (True = may attend) or floating (added to the scores); got dtype {mask.dtype}"
+        )
 
 
 def _causal_mask(num_queries: int, num_keys: int, device: torch.device) -> Tensor:
@@ -99,7 +114,7 @@ def merge_masks(mask: Tensor | None, key_mask: Tensor | None) -> Tensor | None:
 
 def _masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over the last dimension where fully masked rows give zeros (and zero gradients)."""
-    if mask is None:
+    if mask is None or scores.shape[-1] == 0:  # no keys: an empty (..., T, 0) matrix, nothing to mask
         return scores.softmax(-1)
     if mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -125,7 +140,8 @@ def attention_weights(
     Args:
         q: queries (..., T, D).
         k: keys (..., S, D).
-        mask: boolean (True = may attend) or float (added to the scores), broadcastable to (..., T, S).
+        mask: boolean (True = may attend) or floating (added to the scores), of shape (T, S) or with the
+            scores' rank (..., T, S), each dimension equal or 1.
         causal: query i only attends keys j <= i.
         scale: multiplies the scores; default 1/√D.
 
@@ -136,7 +152,7 @@ def attention_weights(
         >>> attention_weights(torch.randn(2, 4, 8), torch.randn(2, 6, 8)).shape
         torch.Size([2, 4, 6])
     """
-    _check_shapes(q, k, k, mask)
+    _check_inputs(q, k, k, mask)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     scores = (q * scale) @ k.transpose(-2, -1)  # (..., T, S)
     return _masked_softmax(scores, _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device))
@@ -153,6 +169,8 @@ def _reference_attention(
 
 
 def _use_fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> bool:
+    if k.shape[-2] == 0:  # no keys: the plain path returns zeros (and zero gradients) on every device
+        return False
     if q.is_cuda:
         return True
     # The fused CPU kernel gives all -inf float rows NaN; keep float masks on the reference path.
@@ -179,8 +197,9 @@ def scaled_dot_product_attention(
         q: queries (..., T, D).
         k: keys (..., S, D).
         v: values (..., S, Dv).
-        mask: boolean (True = may attend) or float (added to the scores), broadcastable to (..., T, S).
-            A query row with nothing to attend to returns zeros, never NaN.
+        mask: boolean (True = may attend) or floating (added to the scores; cast to q's dtype), of shape
+            (T, S) or with the scores' rank (..., T, S), each dimension equal or 1. A query row with nothing
+            to attend to (also when S = 0) returns zeros, never NaN. Integer masks are refused.
         causal: query i only attends keys j <= i (combined with ``mask`` if both are given).
         dropout_p: dropout probability on the attention weights (pass 0 in evaluation).
         scale: multiplies the scores; default 1/√D.
@@ -195,10 +214,12 @@ def scaled_dot_product_attention(
         >>> scaled_dot_product_attention(torch.randn(2, 4, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 3)).shape
         torch.Size([2, 4, 3])
     """
-    _check_shapes(q, k, v, mask)
+    _check_inputs(q, k, v, mask)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1); got {dropout_p}")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
+        mask = mask.to(q.dtype)  # a float mask is added to scores of q's dtype (the fused kernel requires it)
     if _use_fused(q, k, v, mask):
         if causal and mask is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
@@ -206,6 +227,22 @@ def scaled_dot_product_attention(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
     mask = _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device)
     return _reference_attention(q, k, v, mask, dropout_p, scale)[0]
+
+
+def _mask_for_heads(mask: Tensor | None, batch: int) -> Tensor | None:
+    """A layer's mask as the scores' (B|1, H|1, T, S) or (T, S): a 3-D (B, T, S) mask gains a heads axis."""
+    if mask is None:
+        return None
+    check_mask_dtype(mask)
+    if mask.dim() == 3 and mask.shape[0] in (batch, 1):
+        return mask.unsqueeze(1)  # (B, 1, T, S): the same for every head
+    if mask.dim() in (2, 4):
+        return mask  # its sizes are checked against the scores when attending
+    hint = " (3-D masks are per batch item, not per batch·heads as in torch.nn.MultiheadAttention)"
+    raise ValueError(
+        f"mask must have shape (queries, keys), (batch, queries, keys) or (batch, heads, queries, keys), "
+        f"with batch = {batch} or 1; got {tuple(mask.shape)}" + (hint if mask.dim() == 3 else "")
+    )
 
 
 @dataclass
@@ -351,7 +388,9 @@ class MultiHeadAttention(nn.Module):
             query: (B, T, dim).
             key: (B, S, kdim).
             value: (B, S, vdim).
-            mask: boolean (True = may attend) or float (added), broadcastable to (B, H, T, S).
+            mask: boolean (True = may attend) or floating (added to the scores), of shape (T, S) for every
+                batch item and head, (B, T, S) per batch item, or (B, H, T, S) per head; 1 broadcasts in
+                B and H. Other shapes are refused (a 3-D mask is never read as per-head).
             key_mask: (B, S) boolean, True = real token, False = padding (never attended).
             causal: query i only attends keys j <= i.
             cache: self-attention only: the earlier tokens' keys and values, extended in place with
@@ -367,7 +406,7 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("a KVCache can only be used for self-attention (key and value = query)")
         self._check_inputs(query, key, value, None if cache is not None else key_mask)
         q, k, v = self._project(query, key, value)  # (B, H, T|S, hd)
-        mask = merge_masks(mask, key_mask)
+        mask = merge_masks(_mask_for_heads(mask, query.shape[0]), key_mask)
         if cache is not None:
             past = len(cache)
             k, v = cache.extend(k, v)

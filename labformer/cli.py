@@ -1,4 +1,4 @@
-"""The ``labformer`` command: train, evaluate, predict, generate, lab.
+"""The ``labformer`` command: train, evaluate, predict, generate, lab, doctor.
 
 Bad input (unknown names, impossible sizes, missing or corrupt files) prints one line on stderr and
 exits with code 2; Ctrl-C exits with 130 after the current checkpoint is safe.
@@ -15,16 +15,15 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
+AMP_HELP = (
+    "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
+    "on CPU (default); decided once and saved, so --resume continues in it"
+)
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument(
-        "--amp",
-        default="auto",
-        choices=["auto", "none", "bf16"],
-        help="bf16 autocast; auto = where it is faster on this device (default)",
-    )
+    parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"], help=AMP_HELP)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
 
 
@@ -183,8 +182,31 @@ def _lab(args: argparse.Namespace) -> None:
     print(f"figure -> {out / f'{result.name}.png'}")
 
 
+def _doctor(args: argparse.Namespace) -> None:
+    from labformer import doctor
+    from labformer.training.runtime import resolve_device
+
+    seconds = doctor.check_seconds(args.seconds)
+    device = resolve_device(args.device)
+    if not args.json:
+        print(f"measuring a ViT training step in float32 and bf16 for {seconds:g} s ...", file=sys.stderr)
+    report = doctor.run(device, seconds)
+    print(json.dumps(report, indent=2) if args.json else doctor.format_report(report))
+
+
+def _version() -> str:
+    import platform
+
+    import torch
+
+    from labformer import __version__
+
+    return f"labformer {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labformer", description="The Transformers lab, made real.")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser("train", help="train a model (default: ViT on MNIST, preset fast)")
     models = train.add_subparsers(dest="model", metavar="MODEL")
@@ -212,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("name", help="list | all | an experiment's name")
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
     lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="versions, CPU features, CUDA, and a float32 vs bf16 training-step timing on this machine",
+    )
+    doctor.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -221,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(1, "vit")  # `labformer train` = `labformer train vit`
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"vit": _train_vit, "evaluate": _evaluate, "predict": _predict, "lab": _lab}
+    handlers = {"vit": _train_vit, "evaluate": _evaluate, "predict": _predict, "lab": _lab, "doctor": _doctor}
     handler = handlers.get(args.model if args.command == "train" else args.command) or getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

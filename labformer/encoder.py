@@ -4,7 +4,9 @@ stack, and (Extra) the decoder with cross-attention.
 Each module's state dict has exactly the keys of its PyTorch counterpart
 (``torch.nn.TransformerEncoderLayer``, ``TransformerEncoder``, ``TransformerDecoderLayer``,
 ``TransformerDecoder``, all ``batch_first=True``), so weights move both ways.
-Masks: boolean True = may attend, float = added to the scores; ``key_mask`` (B, S) True = real token.
+Masks: boolean True = may attend, float = added to the scores, of shape (T, S), (B, T, S) per batch
+item or (B, H, T, S) per head (see :meth:`MultiHeadAttention.forward`); ``key_mask`` (B, S) True = real
+token.
 """
 
 from __future__ import annotations

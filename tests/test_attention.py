@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from labformer import (
     ConcatHeadsAttention,
+    DecoderLayer,
     EncoderLayer,
     MultiHeadAttention,
     attention_weights,
@@ -299,7 +300,7 @@ def test_bad_input_names_the_values():
         scaled_dot_product_attention(torch.randn(2, 3, 4), torch.randn(2, 5, 6), torch.randn(2, 5, 6))
     with pytest.raises(ValueError, match=r"same number of tokens"):
         scaled_dot_product_attention(torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 6, 4))
-    with pytest.raises(ValueError, match=r"mask of shape \(4, 4\) does not broadcast.*\(2, 3, 5\)"):
+    with pytest.raises(ValueError, match=r"mask of shape \(4, 4\) does not fit.*\(2, 3, 5\)"):
         scaled_dot_product_attention(
             torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 4), torch.ones(4, 4, dtype=torch.bool)
         )
@@ -307,3 +308,125 @@ def test_bad_input_names_the_values():
         MultiHeadAttention(8, 2)(torch.randn(2, 3, 5))
     with pytest.raises(ValueError, match=r"key_mask must have shape \(batch, keys\) = \(2, 3\); got \(2, 4\)"):
         MultiHeadAttention(8, 2)(torch.randn(2, 3, 8), key_mask=torch.ones(2, 4, dtype=torch.bool))
+
+
+# --- edge cases: the same answer (or the same refusal) on both paths, with and without gradients ---
+
+
+@pytest.fixture(params=["reference", "fused"])
+def path(request, monkeypatch):
+    """Forces the plain or the fused core for every call (the default picks by size and by gradients)."""
+    fused = request.param == "fused"
+    monkeypatch.setattr(attention_module, "_use_fused", lambda q, k, v, mask: fused)
+    return request.param
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("masks", ["none", "bool", "float", "causal", "bool+causal"])
+def test_no_keys_gives_zeros_and_zero_gradients(path, grad, masks):
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 4, 8, requires_grad=grad)
+    k, v = torch.randn(2, 3, 0, 8, requires_grad=grad), torch.randn(2, 3, 0, 5, requires_grad=grad)
+    mask = {"bool": torch.ones(4, 0, dtype=torch.bool), "float": torch.zeros(2, 1, 4, 0)}.get(masks.split("+")[0])
+    with torch.set_grad_enabled(grad):
+        out = scaled_dot_product_attention(q, k, v, mask, causal="causal" in masks)
+    assert out.shape == (2, 3, 4, 5) and (out == 0).all()
+    assert attention_weights(q, k, mask, causal="causal" in masks).shape == (2, 3, 4, 0)
+    if grad:
+        (out * torch.randn_like(out)).sum().backward()
+        assert (q.grad == 0).all() and k.grad.shape == k.shape and v.grad.shape == v.shape
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_layers_with_no_keys(path, grad):
+    """An empty sequence with causal=True, and cross-attention on an empty memory with its key mask."""
+    torch.manual_seed(0)
+    layer = EncoderLayer(16, 4, 32).eval()
+    with torch.set_grad_enabled(grad):
+        assert layer(torch.randn(2, 0, 16, requires_grad=grad), causal=True).shape == (2, 0, 16)
+        mha = MultiHeadAttention(16, 4)
+        query = torch.randn(2, 5, 16, requires_grad=grad)
+        memory = torch.randn(2, 0, 16)
+        out = mha(query, memory, memory, key_mask=torch.ones(2, 0, dtype=torch.bool))
+    # Nothing to attend to: zeros through the output projection, i.e. its bias at every position.
+    torch.testing.assert_close(out, mha.out_proj.bias.expand(2, 5, 16))
+    # torch's own decoder layer fails on an empty memory; its sub-modules give the reference.
+    theirs = torch.nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True).eval()
+    decoder = DecoderLayer(16, 4, 32).eval()
+    decoder.load_state_dict(theirs.state_dict())
+    with torch.set_grad_enabled(grad):
+        out = decoder(query, memory, memory_key_mask=torch.ones(2, 0, dtype=torch.bool))
+        h = theirs.norm1(query + theirs.self_attn(query, query, query, need_weights=False)[0])
+        h = theirs.norm2(h + theirs.multihead_attn.out_proj.bias)
+        expected = theirs.norm3(h + theirs.linear2(theirs.activation(theirs.linear1(h))))
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("shape", [(), (7,), (3, 4, 7), (1, 2, 3, 4, 7)])
+def test_masks_of_another_rank_are_refused(path, grad, shape):
+    """(T, S) or the scores' full rank only: lower or higher ranks would be read from the right."""
+    q = torch.randn(2, 3, 4, 8, requires_grad=grad)
+    k, v = torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    with torch.set_grad_enabled(grad), pytest.raises(ValueError, match=r"expected \(queries, keys\) = \(4, 7\)"):
+        scaled_dot_product_attention(q, k, v, torch.ones(shape, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_integer_masks_are_refused(path, grad, dtype):
+    q = torch.randn(2, 4, 8, requires_grad=grad)
+    mask = torch.ones(4, 4, dtype=dtype)
+    message = rf"mask must be boolean .* or floating .*; got dtype {dtype}"
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(ValueError, match=message):
+            scaled_dot_product_attention(q, q, q, mask)
+        with pytest.raises(ValueError, match=message):
+            attention_weights(q, q, mask)
+        with pytest.raises(ValueError, match=message):
+            MultiHeadAttention(8, 2)(q, mask=mask, key_mask=torch.ones(2, 4, dtype=torch.bool))
+        with pytest.raises(ValueError, match=message):
+            EncoderLayer(8, 2, 16)(q, mask=mask)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_mismatched_dtypes_are_refused(path, grad):
+    q = torch.randn(2, 4, 8, requires_grad=grad)
+    with torch.set_grad_enabled(grad), pytest.raises(ValueError, match="one floating dtype; got torch.float32, "):
+        scaled_dot_product_attention(q, q.double(), q)
+    with pytest.raises(ValueError, match="torch.int64"):
+        scaled_dot_product_attention(*(torch.ones(2, 4, 8, dtype=torch.long),) * 3)
+
+
+def test_float_mask_of_another_dtype_is_added_in_the_scores_dtype(path):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, 4, 8).unbind(0)
+    mask = torch.randn(4, 4, dtype=torch.float64)
+    torch.testing.assert_close(
+        scaled_dot_product_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask.float())
+    )
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_3d_layer_mask_is_per_batch_item(path, grad):
+    """(B, T, S) means one mask per batch item, also when B equals the number of heads; torch's
+    nn.MultiheadAttention takes (B·H, T, S), so the same mask repeated per head is its reference."""
+    torch.manual_seed(0)
+    B, H, T, D = 4, 4, 5, 16
+    ours = MultiHeadAttention(D, H).double()
+    theirs = torch.nn.MultiheadAttention(D, H, batch_first=True).double()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(B, T, D, dtype=torch.float64, requires_grad=grad)
+    mask = torch.rand(B, T, T) > 0.4
+    mask[..., 0] = True
+    with torch.set_grad_enabled(grad):
+        out = ours(x, mask=mask)
+        expected, _ = theirs(x, x, x, attn_mask=~mask.repeat_interleave(H, 0), need_weights=False)
+        torch.testing.assert_close(out, expected)
+        for b in range(B):  # and item by item, with a (T, S) mask
+            torch.testing.assert_close(out[b], ours(x[b : b + 1], mask=mask[b])[0])
+        torch.testing.assert_close(ours(x, mask=mask[:1]), ours(x, mask=mask[0]))  # (1, T, S) broadcasts
+        with pytest.raises(ValueError, match=r"\(batch, queries, keys\).*batch = 4 or 1; got \(16, 5, 5\).*per batch"):
+            ours(x, mask=mask.repeat_interleave(H, 0))  # torch's (B·H, T, S) layout
+        with pytest.raises(ValueError, match=r"got \(5,\)"):
+            ours(x, mask=mask[0, 0])

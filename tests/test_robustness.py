@@ -286,3 +286,43 @@ def test_resume_of_another_kind_is_refused(tmp_path, corpus_file):
     language.train_language_model(model_values, config, out=tmp_path / "gpt", progress=False)
     with pytest.raises(ValueError, match="holds a gpt run; `train vit --resume` needs a vit run"):
         classify.train_classifier(None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "gpt")
+
+
+# --- one command, one result: the precision is decided once and saved ---
+
+
+def model_weights(run: Path) -> dict[str, torch.Tensor]:
+    return ckpt.read_tensors(run / "model.safetensors", "model")
+
+
+@pytest.mark.parametrize("kind", ["vit", "gpt"])
+def test_the_same_command_twice_gives_identical_weights(tmp_path, mnist_dir, corpus_file, kind):
+    if kind == "vit":
+        args = ["train", "vit", "--data-dir", str(mnist_dir), "--epochs", "2", "--batch-size", "50", *TINY_VIT]
+    else:
+        args = ["train", "gpt", "--text", str(corpus_file), "--iters", "8", "--eval-interval", "4", *TINY_GPT]
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for run in runs:
+        result = run_cli(*args, "--out", str(run))
+        assert result.returncode == 0, result.stderr
+    first, second = (model_weights(run) for run in runs)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    for run in runs:  # `--amp auto` (the default) on a CPU: float32, saved resolved
+        assert json.loads((run / "config.json").read_text())["train"]["amp"] == "none"
+        assert json.loads((run / "metrics.json").read_text())["amp"] == "none"
+
+
+def test_resume_keeps_the_saved_precision(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    args = ["--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "50", "--train-size", "100", *TINY_VIT]
+    assert run_cli("train", *args, "--amp", "bf16", "--out", str(out)).returncode == 0
+    assert json.loads((out / "config.json").read_text())["train"]["amp"] == "bf16"
+    refused = run_cli("train", "--resume", str(out), "--amp", "none", "--no-progress")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"labformer: error: {out} was trained with --amp bf16; a resumed run continues in that precision "
+        "(drop --amp, or pass --amp bf16); got --amp none"
+    ]
+    resumed = classify.train_classifier(None, classify.ClassifyConfig(device="cpu"), resume=out, progress=False)
+    assert resumed["amp"] == "bf16"

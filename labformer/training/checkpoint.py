@@ -126,16 +126,29 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-RUNTIME_FIELDS = ("device", "amp", "compile", "checkpoint_every")  # may change when a run is resumed
+RUNTIME_FIELDS = ("device", "compile", "checkpoint_every")  # may change when a run is resumed
 
 
 def read_resumable_run(run_dir: Path, kind: str, runtime: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The saved ``config.json`` of a ``kind`` run, and its training settings with this invocation's
-    run-time switches (device, amp, compile, checkpoint_every) taken from ``runtime``."""
+    run-time switches (device, compile, checkpoint_every) taken from ``runtime``.
+
+    The precision is the saved one (resolved when the run started), so a resumed run computes what the
+    uninterrupted run would have; ``runtime.amp`` may be "auto" or that same value, anything else is refused.
+    """
     saved = read_json(Path(run_dir) / "config.json", "run config")
     if saved.get("kind") != kind:
         raise ValueError(f"{run_dir} holds a {saved.get('kind')} run; `train {kind} --resume` needs a {kind} run")
-    return saved, {**saved["train"], **{name: getattr(runtime, name) for name in RUNTIME_FIELDS}}
+    settings = {**saved["train"], **{name: getattr(runtime, name) for name in RUNTIME_FIELDS}}
+    asked, trained = getattr(runtime, "amp", "auto"), settings.get("amp", "auto")
+    if trained == "auto":  # written before the precision was saved resolved: decide it now
+        settings["amp"] = asked
+    elif asked not in ("auto", trained):
+        raise ValueError(
+            f"{run_dir} was trained with --amp {trained}; a resumed run continues in that precision "
+            f"(drop --amp, or pass --amp {trained}); got --amp {asked}"
+        )
+    return saved, settings
 
 
 def save_training_state(

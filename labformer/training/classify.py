@@ -51,7 +51,7 @@ class ClassifyConfig:
     train_size: int | None = None  # use only this many training images (quick runs, tests)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "auto"  # "auto" (bf16 where it is faster), "none" or "bf16"
+    amp: str = "auto"  # "auto" (bf16 on CUDA, float32 on CPU), "none" (float32) or "bf16"; saved resolved
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1024
     checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
@@ -260,6 +260,9 @@ def _train(
         assert model_config is not None
         run_dir = Path(cluster.share(str(new_run_dir(out, f"vit-{config.dataset}")) if cluster.is_main else None))
     cluster.check_batch(config.batch_size)
+    # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
+    config = dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
+    amp = config.amp
     data = data or load_data(config)
     torch.manual_seed(config.seed)
     model = ViT(model_config).to(device)
@@ -282,7 +285,6 @@ def _train(
                 "std": data.std,
             },
         )
-    amp = resolve_amp(config.amp, device, model_config.dim)
     trained = cluster.wrap(maybe_compile(model, config.compile, device), device)
     steps_per_epoch = _steps_per_epoch(data, config)
     total_steps = steps_per_epoch * config.epochs

@@ -8,6 +8,7 @@ printed (``step 1500: train loss 1.512, val loss 1.698``); the best validation w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -46,10 +47,12 @@ class LanguageConfig:
     eval_iters: int = 50  # batches per split in each evaluation
     seed: int = 1337
     device: str = "auto"
-    amp: str = "auto"  # "auto" (bf16 where it is faster), "none" or "bf16"
+    amp: str = "auto"  # "auto" (bf16 on CUDA, float32 on CPU), "none" (float32) or "bf16"; saved resolved
     compile: bool = False
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at each evaluation only)
-    time_limit: float | None = None  # stop after this many seconds of training (the schedule follows)
+    # Opt-in: stop after this many seconds of training (the schedule follows the clock). The only setting
+    # that makes a run depend on the machine's speed; no preset uses it.
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         require_positive_ints(
@@ -67,12 +70,13 @@ class LanguageConfig:
             raise ValueError(f"time_limit must be positive (seconds); got {self.time_limit}")
 
 
-# "cpu": validation loss <= 1.60 within 10 minutes on a 2-core CPU; "lab": the lab's model, for GPUs.
+# "cpu": a fixed number of steps (7-14 minutes on a 2-core CPU, by its speed); "lab": the lab's model, for GPUs.
+# Presets count steps, never seconds: the same command computes the same model on every machine.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cpu": (
-        # 0.47 M parameters: about compute-optimal for the ~10 M tokens a 2-core CPU sees in 10 minutes.
+        # 0.47 M parameters: about compute-optimal for the ~14 M tokens of 3,500 steps.
         dict(block_size=128, dim=96, depth=4, num_heads=4, mlp_dim=384, dropout=0.0),
-        dict(iters=5000, batch_size=32, lr=3e-3, warmup_iters=100, eval_interval=250, eval_iters=40, time_limit=570.0),
+        dict(iters=3500, batch_size=32, lr=3e-3, warmup_iters=100, eval_interval=250, eval_iters=40),
     ),
     "lab": (
         dict(block_size=256, dim=384, depth=6, num_heads=6, mlp_dim=1536, dropout=0.2),
@@ -153,6 +157,9 @@ def _train(
         model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
         run_dir = Path(cluster.share(str(new_run_dir(out, "gpt")) if cluster.is_main else None))
     cluster.check_batch(config.batch_size)
+    # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
+    config = dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
+    amp = config.amp
     torch.manual_seed(config.seed)
     model = GPT(model_config).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99))
@@ -167,7 +174,6 @@ def _train(
             {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)},
         )
         ckpt.write_json(run_dir / "vocab.json", data.tokenizer.chars)
-    amp = resolve_amp(config.amp, device, model_config.dim)
     trained = cluster.wrap(maybe_compile(model, config.compile, device), device)
     local = cluster.local_slice(config.batch_size)
     tokens_per_step = config.batch_size * model_config.block_size
@@ -331,6 +337,7 @@ TRAIN_FLAGS = (
 
 def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
     """``labformer train gpt`` and ``labformer generate``."""
+    from labformer.cli import AMP_HELP
     parser = models.add_parser(
         "gpt",
         help="train the character GPT on Tiny Shakespeare (or --text FILE)",
@@ -365,12 +372,7 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
         train.add_argument(f"--{flag}", type=kind)
     train.add_argument("--no-progress", action="store_true")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument(
-        "--amp",
-        default="auto",
-        choices=["auto", "none", "bf16"],
-        help="bf16 autocast; auto = where it is faster on this device (default)",
-    )
+    parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"], help=AMP_HELP)
     parser.add_argument("--compile", action="store_true")
     parser.set_defaults(handler=_train_gpt)
 

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["autocast", "cpu_has_native_bf16", "maybe_compile", "new_run_dir", "resolve_amp", "resolve_device"]
+__all__ = [
+    "AMP_CHOICES",
+    "CpuInfo",
+    "autocast",
+    "cpu_info",
+    "maybe_compile",
+    "new_run_dir",
+    "resolve_amp",
+    "resolve_device",
+]
+
+AMP_CHOICES = ("auto", "none", "bf16")  # "none" = float32
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,53 +43,69 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     if amp == "none":
         return contextlib.nullcontext()
     if amp != "bf16":
-        raise ValueError(f"amp must be 'none', 'bf16' or 'auto'; got {amp!r}")
+        raise ValueError(f"amp must be 'none' or 'bf16' once resolved; got {amp!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16), read at run time."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU's model name and the features that decide how fast float32 and bf16 matrix work runs."""
+
+    model: str
+    avx2: bool
+    avx512: bool
+    avx512_bf16: bool
+    amx_bf16: bool
+
+    @property
+    def features(self) -> str:
+        """E.g. "AVX2, AVX-512, AVX512-BF16, AMX-BF16" (those present)."""
+        names = ("AVX2", "AVX-512", "AVX512-BF16", "AMX-BF16")
+        present = (self.avx2, self.avx512, self.avx512_bf16, self.amx_bf16)
+        return ", ".join(name for name, has in zip(names, present) if has) or "none of AVX2, AVX-512, AMX"
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.features})"
 
 
-def _bf16_matmul_is_faster(dim: int) -> bool:
-    """Times a (4096 x dim) @ (dim x 4·dim) product in float32 and under bf16 autocast on the CPU.
+def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
+    """This machine's CPU, read from ``/proc/cpuinfo`` (or the given text of such a file).
 
-    Small matrices lose to the casts (a dim-64 ViT measured ~4x slower in bf16 on an AMX CPU), large
-    ones win: the crossover depends on the machine, so it is measured rather than assumed.
+    Elsewhere (macOS, Windows) the model is ``platform.processor()`` and the features are unknown (False).
     """
-    x, w = torch.randn(4096, dim), torch.randn(dim, 4 * dim)
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    return CpuInfo(model, "avx2" in flags, "avx512f" in flags, "avx512_bf16" in flags, "amx_bf16" in flags)
 
-    def best(use_bf16: bool) -> float:
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                x @ w
-            times.append(time.perf_counter() - start)
-        return min(times[1:])
 
-    return best(True) < 0.8 * best(False)
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The precision a run trains in: "bf16" (autocast) or "none" (float32), decided from facts only.
 
-
-def resolve_amp(amp: str, device: torch.device, dim: int) -> str:
-    """ "auto" -> "bf16" where it helps (CUDA with bf16; a CPU with native bf16 where a probe at the
-    model's width is faster), else "none". An explicit "bf16" the device cannot run is an error."""
-    if amp not in ("auto", "none", "bf16"):
-        raise ValueError(f"amp must be 'none', 'bf16' or 'auto'; got {amp!r}")
+    "auto" is bf16 on a CUDA GPU that supports it and float32 on every CPU: whole training steps of
+    both presets measured slower in bf16 on every CPU we have (AVX2 only, AVX512-BF16, AMX-BF16;
+    ``benchmarks/amp.py``, tables in the README), even where a single large bf16 matrix product wins.
+    Nothing is timed here, so every run and every torchrun process of one command decides alike. An
+    explicit "bf16" that the device cannot run is an error.
+    """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}; got {amp!r}")
     if device.type == "cuda":
         supported = torch.cuda.is_bf16_supported()
         if amp == "bf16" and not supported:
             raise ValueError("--amp bf16 is unavailable: this GPU does not support bfloat16")
-        return "bf16" if amp == "auto" and supported else amp if amp != "auto" else "none"
-    if amp == "auto":
-        return "bf16" if cpu_has_native_bf16() and _bf16_matmul_is_faster(dim) else "none"
-    return amp
+        if amp == "auto":
+            return "bf16" if supported else "none"
+        return amp
+    return "none" if amp == "auto" else amp
 
 
 def maybe_compile(model: nn.Module, compile_model: bool, device: torch.device | None = None) -> nn.Module:
