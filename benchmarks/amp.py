@@ -9,6 +9,7 @@ bf16 matrix-product sweep over widths, (3) training throughput of the ViT ``fast
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from timing import machine_line, median_seconds, print_table
 
 from labformer.doctor import fast_vit_step, time_steps, training_step
 from labformer.models.gpt import GPT, GPTConfig
+from labformer.training.language import preset_configs
 from labformer.training.runtime import resolve_amp
 
 
@@ -35,11 +37,12 @@ def matmul_sweep() -> list[list[str]]:
     return rows
 
 
-def gpt_cpu_step() -> object:
+def gpt_cpu_step() -> Callable[[str], float]:
     """The ``cpu`` preset's GPT (d = 96, 4 layers, block 128) on one random batch of 32 windows."""
+    model_values, config = preset_configs("cpu", {}, {})
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=65, block_size=128, dim=96, depth=4, num_heads=4, mlp_dim=384))
-    tokens = torch.randint(0, 65, (32, 129))
+    model = GPT(GPTConfig(vocab_size=65, **model_values))
+    tokens = torch.randint(0, 65, (config.batch_size, model.config.block_size + 1))
     return training_step(
         model, tokens[:, :-1], tokens[:, 1:], lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())
     )

@@ -13,7 +13,7 @@ import argparse
 import itertools
 
 import torch
-from timing import interleaved_medians, print_table
+from timing import interleaved_medians, machine_line, print_table
 from torch import nn
 
 from labformer import EncoderLayer, MultiHeadAttention, record_attention
@@ -83,7 +83,7 @@ def main() -> None:
             if not ok:
                 misses.append(rows[-1])
             print(" ".join(map(str, rows[-1])), flush=True)
-    print(f"\nbatch {batch}, float32, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print(f"\n{machine_line()}; batch {batch}, float32\n")
     headers = ["module", "tokens", "dim", "heads", "mode", "labformer ms", "torch ms", "ratio", "target", "met"]
     print_table(headers, rows)
     print(f"\n{len(rows) - len(misses)}/{len(rows)} rows meet their target")

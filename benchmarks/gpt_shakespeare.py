@@ -18,7 +18,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from timing import print_table
+from timing import machine_line, print_table
 from torch import nn
 
 from labformer.data.text import load_text
@@ -194,7 +194,7 @@ def main() -> None:
     )
     print(
         f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
-        f"AdamW {lr}, {torch.get_num_threads()} threads, torch {torch.__version__}\n"
+        f"AdamW {lr}, float32\n{machine_line()}\n"
     )
     print_table(["measure", "labformer", "reference", "ratio", "target"], rows)
     if not math.isfinite(ours_run["val_loss"]):

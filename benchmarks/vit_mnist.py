@@ -21,7 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from timing import median_seconds, print_table
+from timing import machine_line, median_seconds, print_table
 from torch import nn
 
 from labformer.data import load_mnist
@@ -182,7 +182,7 @@ def main() -> None:
                 f"{result['final']:.2%} after {result['epochs']} ep, {result['seconds']:.0f}s",
             ]
         )
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s\n")
+    print(f"\n{machine_line()}; float32, matmul peak {peak / 1e9:.1f} GFLOP/s\n")
     print_table(
         [
             "model",

@@ -15,15 +15,13 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
-AMP_HELP = (
-    "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
-    "on CPU (default); decided once and saved, so --resume continues in it"
-)
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    from labformer.training.runtime import AMP_CHOICES, AMP_HELP
+
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"], help=AMP_HELP)
+    parser.add_argument("--amp", default="auto", choices=AMP_CHOICES, help=AMP_HELP)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
 
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labformer.models.vit import ViT, ViTConfig
+from labformer.models.vit import ViT
+from labformer.training.classify import preset_configs
 from labformer.training.optim import build_optimizer
 from labformer.training.runtime import autocast, cpu_info, resolve_amp
 
@@ -103,7 +104,7 @@ def training_step(
 def fast_vit_step(device: torch.device, batch_size: int = 128) -> Callable[[str], float]:
     """:func:`training_step` of the ``fast`` preset's ViT on a random batch of 28×28 images."""
     torch.manual_seed(0)
-    model = ViT(ViTConfig(patch_size=7, dim=64, depth=3, num_heads=4, mlp_dim=128)).to(device)
+    model = ViT(preset_configs("fast", "mnist", {}, {})[0]).to(device)
     images = torch.randn(batch_size, 1, 28, 28, device=device)
     return training_step(model, images, torch.randint(0, 10, (batch_size,), device=device), F.cross_entropy)
 

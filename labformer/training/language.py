@@ -26,7 +26,7 @@ from labformer.training import checkpoint as ckpt
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.runtime import AMP_CHOICES, AMP_HELP, autocast, maybe_compile, new_run_dir, resolve_amp
 
 __all__ = ["PRESETS", "LanguageConfig", "estimate_loss", "train_language_model"]
 
@@ -337,7 +337,6 @@ TRAIN_FLAGS = (
 
 def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
     """``labformer train gpt`` and ``labformer generate``."""
-    from labformer.cli import AMP_HELP
     parser = models.add_parser(
         "gpt",
         help="train the character GPT on Tiny Shakespeare (or --text FILE)",
@@ -372,7 +371,7 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
         train.add_argument(f"--{flag}", type=kind)
     train.add_argument("--no-progress", action="store_true")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"], help=AMP_HELP)
+    parser.add_argument("--amp", default="auto", choices=AMP_CHOICES, help=AMP_HELP)
     parser.add_argument("--compile", action="store_true")
     parser.set_defaults(handler=_train_gpt)
 

@@ -15,6 +15,7 @@ from torch import nn
 
 __all__ = [
     "AMP_CHOICES",
+    "AMP_HELP",
     "CpuInfo",
     "autocast",
     "cpu_info",
@@ -25,6 +26,10 @@ __all__ = [
 ]
 
 AMP_CHOICES = ("auto", "none", "bf16")  # "none" = float32
+AMP_HELP = (
+    "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
+    "on CPU (default); decided once and saved, so --resume continues in it"
+)
 
 
 def resolve_device(name: str) -> torch.device:
