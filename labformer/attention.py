@@ -52,7 +52,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             f"k and v must have the same number of tokens (dim -2); got k {tuple(k.shape)} and v {tuple(v.shape)}"
         )
     if mask is not None:
-        check_mask_dtype(mask)
+        _check_mask_dtype(mask)
         target = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
         try:
             shape = torch.broadcast_shapes(mask.shape, target)
@@ -67,7 +67,7 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             )
 
 
-def check_mask_dtype(mask: Tensor) -> None:
+def _check_mask_dtype(mask: Tensor) -> None:
     """Masks are boolean (True = may attend) or floating (added to the scores); integers are refused, since
     a 0/1 integer mask added to the scores would silently mask nothing."""
     if mask.dtype != torch.bool and not mask.is_floating_point():
@@ -233,7 +233,7 @@ def _mask_for_heads(mask: Tensor | None, batch: int) -> Tensor | None:
     """A layer's mask as the scores' (B|1, H|1, T, S) or (T, S): a 3-D (B, T, S) mask gains a heads axis."""
     if mask is None:
         return None
-    check_mask_dtype(mask)
+    _check_mask_dtype(mask)
     if mask.dim() == 3 and mask.shape[0] in (batch, 1):
         return mask.unsqueeze(1)  # (B, 1, T, S): the same for every head
     if mask.dim() in (2, 4):
