@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import subprocess
@@ -16,6 +17,7 @@ import torch
 matplotlib.use("Agg")
 
 from labformer.data import ImageData, ImageSplit  # noqa: E402
+from labformer.training.history import History  # noqa: E402
 
 # Command-line flags of tiny models for end-to-end tests (seconds, not minutes).
 RUNTIME_ARGS = ["--no-progress", "--device", "cpu"]
@@ -39,6 +41,24 @@ TINY_GPT_ARGS = [
 SHARED_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 if SHARED_SHAKESPEARE.exists():
     os.environ.setdefault("LABFORMER_SHAKESPEARE", str(SHARED_SHAKESPEARE))
+
+
+@contextlib.contextmanager
+def ctrl_c_at_history_row(row: int):
+    """Training raises KeyboardInterrupt (a Ctrl-C) when it appends its ``row``-th history row."""
+    original, calls = History.append, {"n": 0}
+
+    def append(self, **values):
+        calls["n"] += 1
+        if calls["n"] == row:
+            raise KeyboardInterrupt
+        original(self, **values)
+
+    History.append = append
+    try:
+        yield
+    finally:
+        History.append = original
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

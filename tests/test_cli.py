@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_VIT_ARGS, run_cli
+from conftest import TINY_VIT_ARGS, ctrl_c_at_history_row, run_cli
 from PIL import Image
 
 import labformer
@@ -121,7 +121,7 @@ def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):
     del model
 
 
-def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir, monkeypatch):
+def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir):
     model_config, train_config = classify.preset_configs(
         "fast",
         "mnist",
@@ -129,19 +129,8 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir, monkey
         dict(epochs=3, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu", augment="affine"),
     )
     full = classify.train_classifier(model_config, train_config, out=tmp_path / "full", progress=False)
-    original = classify.History.append
-    calls = {"n": 0}
-
-    def interrupt_on_second_epoch(self, **row):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        original(self, **row)
-
-    monkeypatch.setattr(classify.History, "append", interrupt_on_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_at_history_row(2), pytest.raises(KeyboardInterrupt):  # during the second epoch's end
         classify.train_classifier(model_config, train_config, out=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(classify.History, "append", original)
     resumed = classify.train_classifier(
         None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut", progress=False
     )

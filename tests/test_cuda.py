@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from conftest import ctrl_c_at_history_row
 
 import labformer
 from labformer.cli import main
@@ -57,21 +58,11 @@ def test_gpt_trains_on_cuda(tmp_path, amp):
     assert (tmp_path / "run" / "sample.txt").read_text()
 
 
-def test_resume_on_cuda_continues_exactly(tmp_path, tiny_digits, monkeypatch):
+def test_resume_on_cuda_continues_exactly(tmp_path, tiny_digits):
     model_config, config = vit_configs("none", epochs=3)
     full = classify.train_classifier(model_config, config, out=tmp_path / "full", data=tiny_digits, progress=False)
-    original, calls = classify.History.append, {"n": 0}
-
-    def interrupt_on_second_epoch(self, **row):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        original(self, **row)
-
-    monkeypatch.setattr(classify.History, "append", interrupt_on_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_at_history_row(2), pytest.raises(KeyboardInterrupt):
         classify.train_classifier(model_config, config, out=tmp_path / "cut", data=tiny_digits, progress=False)
-    monkeypatch.setattr(classify.History, "append", original)
     resumed = classify.train_classifier(
         None, classify.ClassifyConfig(device="cuda"), resume=tmp_path / "cut", data=tiny_digits, progress=False
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_GPT_ARGS, run_cli
+from conftest import TINY_GPT_ARGS, ctrl_c_at_history_row, run_cli
 
 import labformer
 from labformer.cli import main
@@ -86,26 +86,15 @@ def test_generate_bad_input(gpt_run, capsys):
     assert "temperature must be positive" in capsys.readouterr().err
 
 
-def test_resume_gives_the_same_model(corpus, tmp_path, monkeypatch):
+def test_resume_gives_the_same_model(corpus, tmp_path):
     model_values, config = language.preset_configs(
         "cpu",
         dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
         dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"),
     )
     full = language.train_language_model(model_values, config, out=tmp_path / "full", progress=False)
-    original = language.History.append
-    calls = {"n": 0}
-
-    def interrupt(self, **row):
-        calls["n"] += 1
-        if calls["n"] == 3:  # after the step-20 checkpoint
-            raise KeyboardInterrupt
-        original(self, **row)
-
-    monkeypatch.setattr(language.History, "append", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_at_history_row(3), pytest.raises(KeyboardInterrupt):  # after the step-20 checkpoint
         language.train_language_model(model_values, config, out=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(language.History, "append", original)
     resumed = language.train_language_model(
         {}, language.LanguageConfig(device="cpu"), resume=tmp_path / "cut", progress=False
     )
