@@ -34,8 +34,15 @@ __all__ = [
     "record_attention",
     "scaled_dot_product_attention",
     "sinusoidal_encoding",
+    "load",
 ]
 
-from labformer.api import load  # noqa: E402
 
-__all__ += ["load"]
+def __getattr__(name: str):
+    """``labformer.load`` (runs.load) is imported on first use: ``import labformer`` for the core alone
+    loads no training code, safetensors or matplotlib."""
+    if name == "load":
+        from labformer.runs import load
+
+        return load
+    raise AttributeError(f"module 'labformer' has no attribute {name!r}")

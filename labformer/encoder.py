@@ -36,8 +36,8 @@ class FeedForward(nn.Module):
     """Position-wise MLP: Linear(D → mlp_dim), activation, dropout, Linear(mlp_dim → D).
 
     "Attention communicates, the feed-forward block thinks": it runs on each token separately.
-    The attribute names (``linear1``, ``dropout``, ``linear2``) are PyTorch's, so encoder layers
-    reuse :meth:`feed_forward` on their own attributes and keep PyTorch's state-dict keys.
+    The attribute names (``linear1``, ``dropout``, ``linear2``) are PyTorch's; the encoder and decoder
+    layers hold the same three under the same names (their ``_ff_block``), as torch's layers do.
 
     Forward: x (B, T, D) -> (B, T, D).
     """
@@ -51,9 +51,6 @@ class FeedForward(nn.Module):
         self.activation = _activation(activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.feed_forward(x)
-
-    def feed_forward(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
@@ -101,8 +98,6 @@ class EncoderLayer(nn.Module):
         self.activation = _activation(activation)
         self.norm_first = norm_first
 
-    feed_forward = FeedForward.feed_forward
-
     def forward(
         self,
         x: Tensor,
@@ -113,15 +108,26 @@ class EncoderLayer(nn.Module):
         cache: KVCache | None = None,
     ) -> Tensor:
         """x (B, T, D) -> (B, T, D). ``cache``: see :meth:`MultiHeadAttention.forward`."""
-
-        def attend(h: Tensor) -> Tensor:
-            return self.dropout1(self.self_attn(h, mask=mask, key_mask=key_mask, causal=causal, cache=cache))
-
         if self.norm_first:
-            x = x + attend(self.norm1(x))
-            return x + self.dropout2(self.feed_forward(self.norm2(x)))
-        x = self.norm1(x + attend(x))
-        return self.norm2(x + self.dropout2(self.feed_forward(x)))
+            x = x + self._sa_block(self.norm1(x), mask, key_mask, causal, cache)
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + self._sa_block(x, mask, key_mask, causal, cache))
+        return self.norm2(x + self._ff_block(x))
+
+    def _sa_block(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """The self-attention branch (without its residual): dropout(MHA(x))."""
+        return self.dropout1(self.self_attn(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache))
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        """The feed-forward branch (without its residual): dropout(linear2(dropout(act(linear1(x)))))."""
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
 class Encoder(nn.Module):
@@ -219,8 +225,6 @@ class DecoderLayer(nn.Module):
         self.activation = _activation(activation)
         self.norm_first = norm_first
 
-    feed_forward = FeedForward.feed_forward
-
     def forward(
         self,
         x: Tensor,
@@ -237,20 +241,25 @@ class DecoderLayer(nn.Module):
         ``mask``/``key_mask``/``causal`` apply to self-attention, ``memory_mask``/``memory_key_mask``
         to cross-attention (queries from x, keys and values from memory).
         """
-
-        def self_block(h: Tensor) -> Tensor:
-            return self.dropout1(self.self_attn(h, mask=mask, key_mask=key_mask, causal=causal))
-
-        def cross_block(h: Tensor) -> Tensor:
-            return self.dropout2(self.multihead_attn(h, memory, memory, mask=memory_mask, key_mask=memory_key_mask))
-
         if self.norm_first:
-            x = x + self_block(self.norm1(x))
-            x = x + cross_block(self.norm2(x))
-            return x + self.dropout3(self.feed_forward(self.norm3(x)))
-        x = self.norm1(x + self_block(x))
-        x = self.norm2(x + cross_block(x))
-        return self.norm3(x + self.dropout3(self.feed_forward(x)))
+            x = x + self._sa_block(self.norm1(x), mask, key_mask, causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_mask)
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + self._sa_block(x, mask, key_mask, causal))
+        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_mask))
+        return self.norm3(x + self._ff_block(x))
+
+    def _sa_block(self, x: Tensor, mask: Tensor | None, key_mask: Tensor | None, causal: bool) -> Tensor:
+        """The self-attention branch (without its residual)."""
+        return self.dropout1(self.self_attn(x, mask=mask, key_mask=key_mask, causal=causal))
+
+    def _mha_block(self, x: Tensor, memory: Tensor, mask: Tensor | None, key_mask: Tensor | None) -> Tensor:
+        """The cross-attention branch (without its residual): queries from x, keys and values from memory."""
+        return self.dropout2(self.multihead_attn(x, memory, memory, mask=mask, key_mask=key_mask))
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        """The feed-forward branch (without its residual)."""
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
 class Decoder(nn.Module):

@@ -1,4 +1,4 @@
-"""Figures: training curves, confusion matrices, image grids and attention maps (matplotlib, Agg)."""
+"""Figures: training curves, confusion matrices, image grids and attention maps (matplotlib)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from labformer.attention import record_attention  # noqa: E402
-from labformer.training.checkpoint import atomic_write  # noqa: E402
+from labformer.attention import record_attention
+from labformer.io import atomic_write
 
 if TYPE_CHECKING:
     from labformer.data import ImageData

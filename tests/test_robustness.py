@@ -16,7 +16,7 @@ import torch
 from conftest import TINY_GPT_ARGS, TINY_VIT_ARGS, run_cli
 
 import labformer
-from labformer.training import checkpoint as ckpt
+from labformer import io
 from labformer.training import classify, language
 
 TINY_VIT = [*TINY_VIT_ARGS, "--augment", "affine"]
@@ -46,7 +46,7 @@ def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    tensors = ckpt.read_tensors(run / "checkpoint.safetensors", "checkpoint")
+    tensors = io.read_tensors(run / "checkpoint.safetensors", "checkpoint")
     return {k: v for k, v in tensors.items() if k.startswith("model.")}
 
 
@@ -150,7 +150,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    progress = json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
+    progress = json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
     assert (progress["epoch"], progress["step"]) < (30, 0)  # it really was cut short
     assert not (tmp_path / "cut" / "metrics.json").exists(), (
         progress,
@@ -194,7 +194,7 @@ def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert json.loads(ckpt.read_metadata(checkpoint, "checkpoint")["state"])["step"] < 300  # cut short
+    assert json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])["step"] < 300  # cut short
     resumed = run_cli("train", "gpt", "--resume", str(tmp_path / "cut"), "--no-progress", "--device", "cpu")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
@@ -238,7 +238,7 @@ def test_write_error_leaves_the_previous_checkpoint_intact(tmp_path, mnist_dir, 
         dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
         dict(epochs=2, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu"),
     )
-    original = ckpt.save_file
+    original = io.save_file
     calls = {"n": 0}
 
     def failing_save(tensors, path, metadata=None):
@@ -249,11 +249,11 @@ def test_write_error_leaves_the_previous_checkpoint_intact(tmp_path, mnist_dir, 
             raise OSError(28, "No space left on device")
         return original(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(ckpt, "save_file", failing_save)
+    monkeypatch.setattr(io, "save_file", failing_save)
     with pytest.raises(OSError, match="No space left on device; the previous version is intact"):
         classify.train_classifier(model_config, train_config, out=tmp_path / "run", progress=False)
-    monkeypatch.setattr(ckpt, "save_file", original)
-    state = json.loads(ckpt.read_metadata(tmp_path / "run" / "checkpoint.safetensors", "checkpoint")["state"])
+    monkeypatch.setattr(io, "save_file", original)
+    state = json.loads(io.read_metadata(tmp_path / "run" / "checkpoint.safetensors", "checkpoint")["state"])
     assert state["progress"]["epoch"] == 1
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     labformer.load(tmp_path / "run")  # the best model so far still loads
@@ -292,7 +292,7 @@ def test_resume_of_another_kind_is_refused(tmp_path, corpus_file):
 
 
 def model_weights(run: Path) -> dict[str, torch.Tensor]:
-    return ckpt.read_tensors(run / "model.safetensors", "model")
+    return io.read_tensors(run / "model.safetensors", "model")
 
 
 @pytest.mark.parametrize("kind", ["vit", "gpt"])

@@ -45,15 +45,15 @@ def _quick_model(steps: int = 300, seed: int = 0) -> tuple[GPT, Tensor, float]:
 
 
 def _from_run(run_dir: Path) -> tuple[torch.nn.Module, Tensor, str]:
-    from labformer.api import load_run
+    from labformer.runs import SAMPLE, VOCAB, load_run
 
     model, run = load_run(run_dir)
     if run["kind"] == "gpt":
         from labformer.data.text import CharTokenizer
-        from labformer.training.checkpoint import read_json
+        from labformer.io import read_json
 
-        tokenizer = CharTokenizer(read_json(run_dir / "vocab.json", "vocabulary"))
-        sample = (run_dir / "sample.txt").read_text()[:48] if (run_dir / "sample.txt").exists() else tokenizer.chars[0]
+        tokenizer = CharTokenizer(read_json(run_dir / VOCAB, "vocabulary"))
+        sample = (run_dir / SAMPLE).read_text()[:48] if (run_dir / SAMPLE).exists() else tokenizer.chars[0]
         return model, tokenizer.encode(sample)[None], f"GPT run {run_dir.name}"
     from labformer.data import load_images
 

@@ -66,12 +66,12 @@ def _gradient_norms(depth: int, norm_first: bool, residual: bool, seed: int = 0)
 
 
 def _no_residual(layer):
+    """The layer's forward with its two branches chained instead of added to x."""
+
     def forward(x, **_):
         if layer.norm_first:
-            x = layer.dropout1(layer.self_attn(layer.norm1(x)))
-            return layer.dropout2(layer.feed_forward(layer.norm2(x)))
-        x = layer.norm1(layer.dropout1(layer.self_attn(x)))
-        return layer.norm2(layer.dropout2(layer.feed_forward(x)))
+            return layer._ff_block(layer.norm2(layer._sa_block(layer.norm1(x))))
+        return layer.norm2(layer._ff_block(layer.norm1(layer._sa_block(x))))
 
     return forward
 

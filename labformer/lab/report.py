@@ -9,10 +9,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from labformer.io import atomic_write
 from labformer.lab import EXPERIMENTS, run
 from labformer.lab.result import Result, _format
 from labformer.plots import save_figure
-from labformer.training.checkpoint import atomic_write
 
 __all__ = ["write_report"]
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from labformer import io, runs
 from labformer.config import require_non_negative, require_positive_ints
 from labformer.data import Augment, ImageData, load_images
 from labformer.models.vit import ViT, ViTConfig
@@ -273,8 +274,8 @@ def _train(
     if resume is not None:
         state, history, aug_state = _restore(run_dir, model, optimizer)
     elif cluster.is_main:
-        ckpt.write_json(
-            run_dir / "config.json",
+        io.write_json(
+            run_dir / runs.CONFIG,
             {
                 "kind": "vit",
                 "preset": preset,
@@ -387,13 +388,13 @@ def _train(
         if val.accuracy > state.best_val_accuracy:
             state.best_val_accuracy = val.accuracy
             if cluster.is_main:
-                ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"epoch": str(state.epoch + 1)})
+                io.write_tensors(run_dir / runs.MODEL, model.state_dict(), {"epoch": str(state.epoch + 1)})
         state = _Progress(
             epoch=state.epoch + 1, best_val_accuracy=state.best_val_accuracy, train_seconds=state.train_seconds
         )
         save(None)
     cluster.barrier()
-    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
+    model.load_state_dict(io.read_tensors(run_dir / runs.MODEL, "model weights"))
     test = evaluate(model, data, "test", batch_size=config.eval_batch_size, device=device, amp=amp)
     metrics = {
         "test_accuracy": test.accuracy,
@@ -406,7 +407,7 @@ def _train(
     }
     if cluster.is_main:
         history.save(run_dir)
-        ckpt.write_json(run_dir / "metrics.json", metrics)
+        io.write_json(run_dir / runs.METRICS, metrics)
         print(
             f"test_acc {100 * test.accuracy:.2f}%  test_loss {test.loss:.4f}  ({state.train_seconds:.0f}s of "
             f"training) -> {run_dir}"
@@ -427,11 +428,11 @@ def _save_checkpoint(
 ) -> None:
     extra = {"rng.augment": batches.generator.get_state()} if batches is not None else {}
     meta = {"progress": asdict(state), "history": history.rows}
-    ckpt.save_training_state(run_dir / "checkpoint.safetensors", model, optimizer, meta, extra)
+    ckpt.save_training_state(run_dir / runs.CHECKPOINT, model, optimizer, meta, extra)
 
 
 def _restore(
     run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[_Progress, History, Tensor | None]:
-    meta, tensors = ckpt.load_training_state(run_dir / "checkpoint.safetensors", model, optimizer)
+    meta, tensors = ckpt.load_training_state(run_dir / runs.CHECKPOINT, model, optimizer)
     return _Progress(**meta["progress"]), History(meta["history"]), tensors.get("rng.augment")

@@ -107,7 +107,7 @@ def join(device: torch.device) -> tuple[Cluster, torch.device]:
 
 def run_on_cluster(device_name: str, train: Callable[..., T], *args: Any) -> T:
     """Joins the process group (if torchrun started us), calls ``train(cluster, device, *args)``, leaves."""
-    from labformer.training.runtime import resolve_device
+    from labformer.device import resolve_device
 
     cluster, device = join(resolve_device(device_name))
     try:

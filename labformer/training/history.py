@@ -6,7 +6,8 @@ import csv
 import io
 from pathlib import Path
 
-from labformer.training.checkpoint import atomic_write, write_json
+from labformer import runs
+from labformer.io import atomic_write, write_json
 
 __all__ = ["History"]
 
@@ -24,10 +25,10 @@ class History:
         return [row[name] for row in self.rows if name in row]
 
     def save(self, directory: Path) -> None:
-        write_json(directory / "history.json", self.rows)
+        write_json(directory / runs.HISTORY, self.rows)
         names = list(dict.fromkeys(key for row in self.rows for key in row))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=names)
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write(directory / "history.csv", lambda p: p.write_text(buffer.getvalue()))
+        atomic_write(directory / Path(runs.HISTORY).with_suffix(".csv"), lambda p: p.write_text(buffer.getvalue()))

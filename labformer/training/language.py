@@ -7,7 +7,6 @@ printed (``step 1500: train loss 1.512, val loss 1.698``); the best validation w
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from labformer import io, runs
 from labformer.config import require_non_negative, require_positive_ints
 from labformer.data.text import CharTokenizer, TextData, load_text
 from labformer.models.gpt import GPT, GPTConfig
@@ -26,7 +26,7 @@ from labformer.training import checkpoint as ckpt
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import AMP_CHOICES, AMP_HELP, autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
 
 __all__ = ["PRESETS", "LanguageConfig", "estimate_loss", "train_language_model"]
 
@@ -148,7 +148,7 @@ def _train(
         run_dir = Path(resume)
         saved, settings = ckpt.read_resumable_run(run_dir, "gpt", config)
         config = LanguageConfig(**settings)
-        tokenizer = CharTokenizer(ckpt.read_json(run_dir / "vocab.json", "vocabulary"))
+        tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
         data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
         model_config = GPTConfig.from_dict(saved["model"])
         preset = saved.get("preset")
@@ -169,11 +169,11 @@ def _train(
     if resume is not None:
         step, best, train_seconds, history = _restore(run_dir, model, optimizer, batches)
     elif cluster.is_main:
-        ckpt.write_json(
-            run_dir / "config.json",
+        io.write_json(
+            run_dir / runs.CONFIG,
             {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)},
         )
-        ckpt.write_json(run_dir / "vocab.json", data.tokenizer.chars)
+        io.write_json(run_dir / runs.VOCAB, data.tokenizer.chars)
     trained = cluster.wrap(maybe_compile(model, config.compile, device), device)
     local = cluster.local_slice(config.batch_size)
     tokens_per_step = config.batch_size * model_config.block_size
@@ -213,7 +213,7 @@ def _train(
         if losses["val"] < best:
             best = losses["val"]
             if cluster.is_main:
-                ckpt.write_tensors(run_dir / "model.safetensors", model.state_dict(), {"step": str(step)})
+                io.write_tensors(run_dir / runs.MODEL, model.state_dict(), {"step": str(step)})
 
     if step and (step % config.eval_interval == 0 or step == config.iters) and history.column("step")[-1:] != [step]:
         evaluate_now(learning_rate_at(train_seconds))  # interrupted during this evaluation: do it now
@@ -258,7 +258,7 @@ def _train(
     finally:
         bar.close()
     cluster.barrier()
-    model.load_state_dict(ckpt.read_tensors(run_dir / "model.safetensors", "model weights"))
+    model.load_state_dict(io.read_tensors(run_dir / runs.MODEL, "model weights"))
     best_row = min(history.rows, key=lambda row: row["val_loss"])
     metrics = {
         "val_loss": best_row["val_loss"],
@@ -271,13 +271,13 @@ def _train(
     }
     if cluster.is_main:
         history.save(run_dir)
-        ckpt.write_json(run_dir / "metrics.json", metrics)
+        io.write_json(run_dir / runs.METRICS, metrics)
         prompt = data.tokenizer.encode("\n")[None].to(device)
         sample = model.generate(
             prompt, 500, temperature=0.8, generator=torch.Generator(device).manual_seed(config.seed)
         )
         text = data.tokenizer.decode(sample[0, 1:].tolist())
-        ckpt.atomic_write(run_dir / "sample.txt", lambda p: p.write_text(text))
+        io.atomic_write(run_dir / runs.SAMPLE, lambda p: p.write_text(text))
         from labformer.plots import plot_curves, save_figure
 
         save_figure(plot_curves(history, [("loss", "train_loss", "val_loss")], x="step"), run_dir / "curves.png")
@@ -299,121 +299,12 @@ def _save_checkpoint(
     history: History,
 ) -> None:
     meta = {"step": step, "best_val_loss": best, "train_seconds": train_seconds, "history": history.rows}
-    ckpt.save_training_state(
-        run_dir / "checkpoint.safetensors", model, optimizer, meta, {"rng.batches": batches.get_state()}
-    )
+    ckpt.save_training_state(run_dir / runs.CHECKPOINT, model, optimizer, meta, {"rng.batches": batches.get_state()})
 
 
 def _restore(
     run_dir: Path, model: GPT, optimizer: torch.optim.Optimizer, batches: torch.Generator
 ) -> tuple[int, float, float, History]:
-    meta, tensors = ckpt.load_training_state(run_dir / "checkpoint.safetensors", model, optimizer)
+    meta, tensors = ckpt.load_training_state(run_dir / runs.CHECKPOINT, model, optimizer)
     batches.set_state(tensors["rng.batches"])
     return meta["step"], meta["best_val_loss"], meta["train_seconds"], History(meta["history"])
-
-
-# --- command line ---
-
-MODEL_FLAGS = ("block_size", "dim", "depth", "num_heads", "mlp_dim", "dropout", "position")
-TRAIN_FLAGS = (
-    "text",
-    "iters",
-    "batch_size",
-    "lr",
-    "min_lr_ratio",
-    "warmup_iters",
-    "weight_decay",
-    "grad_clip",
-    "eval_interval",
-    "eval_iters",
-    "seed",
-    "device",
-    "amp",
-    "compile",
-    "checkpoint_every",
-    "time_limit",
-)
-
-
-def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
-    """``labformer train gpt`` and ``labformer generate``."""
-    parser = models.add_parser(
-        "gpt",
-        help="train the character GPT on Tiny Shakespeare (or --text FILE)",
-        description="Train a character-level GPT.",
-    )
-    parser.add_argument("--text", help="UTF-8 corpus (default: Tiny Shakespeare; $LABFORMER_SHAKESPEARE)")
-    parser.add_argument("--preset", default="cpu", help="cpu | lab (default: cpu)")
-    parser.add_argument("--out", help="run directory (default: runs/<timestamp>-gpt)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    model = parser.add_argument_group("model (overrides the preset)")
-    for flag in ("block-size", "dim", "depth", "num-heads", "mlp-dim"):
-        model.add_argument(f"--{flag}", type=int)
-    model.add_argument("--heads", dest="num_heads", type=int, help="alias of --num-heads")
-    model.add_argument("--dropout", type=float)
-    model.add_argument("--position", choices=["learned", "sincos"])
-    model.add_argument("--no-tie-weights", action="store_true", help="a separate output matrix")
-    train = parser.add_argument_group("training (overrides the preset)")
-    for flag, kind in (
-        ("iters", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("min-lr-ratio", float),
-        ("warmup-iters", int),
-        ("weight-decay", float),
-        ("grad-clip", float),
-        ("eval-interval", int),
-        ("eval-iters", int),
-        ("seed", int),
-        ("checkpoint-every", int),
-        ("time-limit", float),
-    ):
-        train.add_argument(f"--{flag}", type=kind)
-    train.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--amp", default="auto", choices=AMP_CHOICES, help=AMP_HELP)
-    parser.add_argument("--compile", action="store_true")
-    parser.set_defaults(handler=_train_gpt)
-
-    generate = commands.add_parser("generate", help="sample text from a trained GPT run")
-    generate.add_argument("run_dir")
-    generate.add_argument("--prompt", default="\n")
-    generate.add_argument("--tokens", type=int, default=500)
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int)
-    generate.add_argument("--seed", type=int, default=1)
-    generate.add_argument("--device", default="auto")
-    generate.set_defaults(handler=_generate)
-
-
-def _train_gpt(args: argparse.Namespace) -> None:
-    if args.resume:
-        runtime = {k: getattr(args, k) for k in ("device", "amp", "compile")}
-        runtime["checkpoint_every"] = args.checkpoint_every or 0
-        train_language_model({}, LanguageConfig(**runtime), resume=args.resume, progress=not args.no_progress)
-        return
-    from labformer.cli import picked
-
-    model = picked(args, MODEL_FLAGS)
-    if args.no_tie_weights:
-        model["tie_weights"] = False
-    model_values, config = preset_configs(args.preset, model, picked(args, TRAIN_FLAGS))
-    train_language_model(model_values, config, out=args.out, preset=args.preset, progress=not args.no_progress)
-
-
-def _generate(args: argparse.Namespace) -> None:
-    from labformer.api import load_run
-
-    if args.tokens <= 0:
-        raise ValueError(f"--tokens must be positive; got {args.tokens}")
-    model, run = load_run(args.run_dir, device=args.device)
-    if run["kind"] != "gpt":
-        raise ValueError(f"{args.run_dir} holds a {run['kind']} model; generate needs a gpt run")
-    tokenizer = CharTokenizer(ckpt.read_json(Path(args.run_dir) / "vocab.json", "vocabulary"))
-    if not args.prompt:
-        raise ValueError("--prompt must not be empty")
-    device = next(model.parameters()).device
-    prompt = tokenizer.encode(args.prompt)[None].to(device)
-    generator = torch.Generator(device).manual_seed(args.seed)
-    out = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, generator=generator)
-    print(tokenizer.decode(out[0].tolist()))

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from labformer import runs
+
 __all__ = [
     "AMP_CHOICES",
     "AMP_HELP",
@@ -22,7 +24,6 @@ __all__ = [
     "maybe_compile",
     "new_run_dir",
     "resolve_amp",
-    "resolve_device",
 ]
 
 AMP_CHOICES = ("auto", "none", "bf16")  # "none" = float32
@@ -30,17 +31,6 @@ AMP_HELP = (
     "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
     "on CPU (default); decided once and saved, so --resume continues in it"
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto" (CUDA if available, else CPU), "cpu" or "cuda"; a clear error when CUDA is missing."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {name!r}")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -125,7 +115,7 @@ def maybe_compile(model: nn.Module, compile_model: bool, device: torch.device | 
 def new_run_dir(out: str | Path | None, name: str) -> Path:
     """``out`` or ``runs/<timestamp>-<name>``, created; refuses a directory that already holds a run."""
     path = Path(out) if out is not None else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-    if (path / "config.json").exists():
+    if (path / runs.CONFIG).exists():
         raise ValueError(
             f"run directory {path} already holds a run; pass --resume {path} to continue it or choose another --out"
         )

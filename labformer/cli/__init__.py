@@ -1,0 +1,129 @@
+"""The ``labformer`` command: train, evaluate, predict, generate, lab, doctor.
+
+Bad input (unknown names, impossible sizes, missing or corrupt files) prints one line on stderr and
+exits with code 2; Ctrl-C exits with 130 after the current checkpoint is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from labformer.cli.gpt import add_gpt_parser
+from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
+
+__all__ = ["build_parser", "main"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _lab(args: argparse.Namespace) -> None:
+    from labformer import lab
+
+    if args.name == "list":
+        for name, fn in lab.EXPERIMENTS.items():
+            print(f"{name:24s} {(fn.__doc__ or '').splitlines()[0]}")
+        return
+    out = Path(args.out) if args.out else Path("lab-report" if args.name == "all" else ".")
+    if args.name == "all":
+        from labformer.lab.report import write_report
+
+        results = write_report(out, run_dir=args.run)
+        print(f"{len(results)} experiments -> {out / 'report.html'}, {out / 'report.md'} and one PNG each")
+        return
+    from labformer.plots import save_figure
+
+    result = lab.run(args.name, **({"run_dir": args.run} if args.run and args.name == "heads_as_channels" else {}))
+    print(f"{result.title}: {result.summary}")
+    for line in result.lines():
+        print(f"  {line}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(result.figure, out / f"{result.name}.png")
+    print(f"figure -> {out / f'{result.name}.png'}")
+
+
+def _doctor(args: argparse.Namespace) -> None:
+    from labformer import doctor
+    from labformer.device import resolve_device
+
+    seconds = doctor.check_seconds(args.seconds)
+    device = resolve_device(args.device)
+    if not args.json:
+        print(f"measuring a ViT training step in float32 and bf16 for {seconds:g} s ...", file=sys.stderr)
+    report = doctor.run(device, seconds)
+    print(json.dumps(report, indent=2) if args.json else doctor.format_report(report))
+
+
+def _version() -> str:
+    import platform
+
+    import torch
+
+    from labformer import __version__
+
+    return f"labformer {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labformer", description="The Transformers lab, made real.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = commands.add_parser("train", help="train a model (default: ViT on MNIST, preset fast)")
+    models = train.add_subparsers(dest="model", metavar="MODEL")
+    add_vit_parser(models)
+    add_gpt_parser(models, commands)
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy, loss and confusion matrix of a ViT run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument("--device", default="auto")
+
+    predict = commands.add_parser("predict", help="classify image files (PNG or JPEG) with a ViT run")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--device", default="auto")
+
+    lab = commands.add_parser("lab", help="the lab's experiments: list, one by NAME, or all (report)")
+    lab.add_argument("name", help="list | all | an experiment's name")
+    lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
+    lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="versions, CPU features, CUDA, and a float32 vs bf16 training-step timing on this machine",
+    )
+    doctor.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"] and (len(argv) == 1 or argv[1].startswith("-") and argv[1] not in ("-h", "--help")):
+        argv.insert(1, "vit")  # `labformer train` = `labformer train vit`
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"vit": train_vit, "evaluate": evaluate, "predict": predict, "lab": _lab, "doctor": _doctor}
+    handler = handlers.get(args.model if args.command == "train" else args.command) or getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        handler(args)
+    except (ValueError, OSError) as error:  # FileNotFoundError and PermissionError are OSErrors
+        print(f"labformer: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("labformer: interrupted; the last checkpoint is intact (resume with --resume RUN_DIR)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""A run directory: the names of its files, the kind → (model, config) registry, and loading.
+
+A run directory holds ``config.json`` (what model, how trained), ``model.safetensors`` (the best
+weights), ``checkpoint.safetensors`` (to resume from), ``history.json``/``history.csv``,
+``metrics.json`` and figures; a GPT run also ``vocab.json`` and ``sample.txt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from labformer.config import JsonConfig
+from labformer.device import resolve_device
+from labformer.io import read_json, read_tensors
+from labformer.models.gpt import GPT, GPTConfig
+from labformer.models.vit import ViT, ViTConfig
+
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "HISTORY",
+    "KINDS",
+    "METRICS",
+    "MODEL",
+    "SAMPLE",
+    "VOCAB",
+    "build_model",
+    "load",
+    "load_run",
+    "read_run_config",
+]
+
+CONFIG = "config.json"  # {"kind", "preset", "model": model config, "train": training config, ...}
+MODEL = "model.safetensors"  # the best weights
+CHECKPOINT = "checkpoint.safetensors"  # model, optimiser, RNG states and progress, for --resume
+HISTORY = "history.json"  # one row per epoch or evaluation (also as history.csv)
+METRICS = "metrics.json"  # the final numbers and how the run ran
+VOCAB = "vocab.json"  # a GPT run's characters
+SAMPLE = "sample.txt"  # a GPT run's generated sample
+
+# Every kind of model a run can hold: its class and its config's class.
+KINDS: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {"vit": (ViT, ViTConfig), "gpt": (GPT, GPTConfig)}
+
+
+def build_model(kind: str, model_config: dict[str, Any]) -> nn.Module:
+    """A new model of ``kind`` ("vit" or "gpt") from the "model" part of a run's config."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r} in {CONFIG}; expected one of {sorted(KINDS)}")
+    model_class, config_class = KINDS[kind]
+    return model_class(config_class.from_dict(model_config))
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of ``run_dir`` as a dict, checked to be a labformer run (it has a kind and a model)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    run = read_json(run_dir / CONFIG, "run config")
+    if not isinstance(run, dict) or "kind" not in run or "model" not in run:
+        raise ValueError(f"{run_dir / CONFIG} is not a labformer run config (no 'kind' and 'model')")
+    return run
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The best model of ``run_dir`` in eval mode, and the run's ``config.json`` as a dict.
+
+    Raises FileNotFoundError for a missing run or file, ValueError for a corrupt, foreign or
+    mismatched checkpoint. Only safetensors and JSON are read: loading never runs code.
+    """
+    run_dir = Path(run_dir)
+    run = read_run_config(run_dir)
+    model = build_model(run["kind"], run["model"])
+    weights = read_tensors(run_dir / MODEL, "model weights")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [
+        f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        details = "; ".join(filter(None, [
+            f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+            f"wrong shapes {wrong[:3]}" if wrong else ""]))  # fmt: skip
+        raise ValueError(f"{run_dir / MODEL} does not fit the {run['kind']} model of {run_dir / CONFIG}: {details}")
+    model.load_state_dict(weights)
+    model.run_info = run  # type: ignore[assignment]
+    return model.to(resolve_device(device)).eval(), run
+
+
+def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
+    """The trained model of ``run_dir`` (ViT or GPT) in eval mode; ``model.config`` is its config.
+
+    Example:
+        >>> model = labformer.load("runs/20261126-vit-mnist")  # doctest: +SKIP
+        >>> model(images).argmax(-1)  # doctest: +SKIP
+    """
+    return load_run(run_dir, device=device)[0]

@@ -1,0 +1,103 @@
+"""Imports flow one way: core → data, models, runs → training → plots, lab, doctor → cli; no cycles.
+
+Read from the source with ast (function-level imports count too), so an upward import cannot hide
+inside a function.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "labformer"
+
+# The layer of each top-level module or subpackage of labformer; a module imports its own layer or lower.
+LAYERS = {
+    **dict.fromkeys(("attention", "position", "encoder", "config", "io", "device"), 0),
+    **dict.fromkeys(("data", "models", "runs", "__init__"), 1),  # __init__ loads runs.load lazily
+    "training": 2,
+    **dict.fromkeys(("plots", "lab", "doctor", "predict"), 3),
+    **dict.fromkeys(("cli", "__main__"), 4),
+}
+
+# Known upward imports, to be removed when training calls back for its figures (issue 10's Trainer).
+ALLOWED_UPWARD = {
+    ("labformer.training.classify", "labformer.plots"),
+    ("labformer.training.language", "labformer.plots"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS[parts[1] if len(parts) > 1 else "__init__"]
+
+
+def imports(path: Path) -> set[str]:
+    """The labformer modules ``path`` imports (``from labformer import io`` counts as labformer.io)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("labformer")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("labformer"):
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                is_module = any(
+                    (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(suffix).exists()
+                    for suffix in (".py", "")
+                )
+                found.add(candidate if is_module else node.module)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(path): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_has_a_layer():
+    assert all(layer(module) >= 0 for module in graph())
+
+
+def test_imports_flow_one_way():
+    upward = {
+        (module, target)
+        for module, targets in graph().items()
+        for target in targets
+        if layer(target) > layer(module) and (module, target) not in ALLOWED_UPWARD
+    }
+    assert not upward, f"upward imports: {sorted(upward)}"
+
+
+def test_no_import_cycles():
+    edges = {module: targets - {module} for module, targets in graph().items()}
+    edges = {m: {t for t in ts if (m, t) not in ALLOWED_UPWARD} for m, ts in edges.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges.get(module, ())):
+            if state.get(target) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join([*path, module, target])}")
+            if target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
+
+
+def test_the_core_imports_no_training_files_or_figures():
+    code = (
+        "import sys, labformer; labformer.MultiHeadAttention(8, 2); "
+        "print(sorted(m for m in sys.modules if m.startswith(('labformer.training', 'labformer.runs', "
+        "'safetensors', 'matplotlib', 'labformer.cli'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
