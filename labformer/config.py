@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, field, fields
 from typing import Any, TypeVar
 
-__all__ = ["JsonConfig", "require_non_negative", "require_positive_ints"]
+__all__ = ["JsonConfig", "require_non_negative", "require_positive_ints", "setting"]
 
 T = TypeVar("T", bound="JsonConfig")
+
+
+def setting(default: Any, help: str) -> Any:
+    """A config field with its one-line help: the command line's flags are generated from these."""
+    return field(default=default, metadata={"help": help})
 
 
 def require_positive_ints(**values: Any) -> None:

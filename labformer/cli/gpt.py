@@ -7,69 +7,32 @@ from pathlib import Path
 
 import torch
 
-from labformer.cli.flags import add_runtime_flags, picked, resume_settings
+from labformer.cli.flags import RUNTIME, add_config_flags, picked
 
 __all__ = ["add_gpt_parser"]
 
 
-MODEL_FLAGS = ("block_size", "dim", "depth", "num_heads", "mlp_dim", "dropout", "position")
-TRAIN_FLAGS = (
-    "text",
-    "iters",
-    "batch_size",
-    "lr",
-    "min_lr_ratio",
-    "warmup_iters",
-    "weight_decay",
-    "grad_clip",
-    "eval_interval",
-    "eval_iters",
-    "seed",
-    "device",
-    "amp",
-    "compile",
-    "checkpoint_every",
-    "time_limit",
-)
-
-
 def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
-    """``labformer train gpt`` and ``labformer generate``."""
+    """``labformer train gpt`` (flags generated from GPTConfig and LanguageConfig) and ``labformer generate``."""
+    from labformer.models.gpt import GPTConfig
+    from labformer.training.language import PRESETS, LanguageConfig
+
     parser = models.add_parser(
         "gpt",
         help="train the character GPT on Tiny Shakespeare (or --text FILE)",
-        description="Train a character-level GPT.",
+        description="Train a character-level GPT. Every setting overrides the preset's value.",
     )
-    parser.add_argument("--text", help="UTF-8 corpus (default: Tiny Shakespeare; $LABFORMER_SHAKESPEARE)")
-    parser.add_argument("--preset", default="cpu", help="cpu | lab (default: cpu)")
+    parser.add_argument("--preset", default="cpu", help=f"{' | '.join(PRESETS)} (default: cpu)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-gpt)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    model = parser.add_argument_group("model (overrides the preset)")
-    for flag in ("block-size", "dim", "depth", "num-heads", "mlp-dim"):
-        model.add_argument(f"--{flag}", type=int)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    model = parser.add_argument_group("model (GPTConfig; the vocabulary comes from the corpus)")
+    presets = {name: values[0] for name, values in PRESETS.items()}
+    model_flags = add_config_flags(model, GPTConfig, presets, skip=("vocab_size",))
     model.add_argument("--heads", dest="num_heads", type=int, help="alias of --num-heads")
-    model.add_argument("--dropout", type=float)
-    model.add_argument("--position", choices=["learned", "sincos"])
-    model.add_argument("--no-tie-weights", action="store_true", help="a separate output matrix")
-    train = parser.add_argument_group("training (overrides the preset)")
-    for flag, kind in (
-        ("iters", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("min-lr-ratio", float),
-        ("warmup-iters", int),
-        ("weight-decay", float),
-        ("grad-clip", float),
-        ("eval-interval", int),
-        ("eval-iters", int),
-        ("seed", int),
-        ("checkpoint-every", int),
-        ("time-limit", float),
-    ):
-        train.add_argument(f"--{flag}", type=kind)
-    train.add_argument("--no-progress", action="store_true")
-    add_runtime_flags(parser)
-    parser.set_defaults(handler=_train_gpt)
+    train = parser.add_argument_group("training (LanguageConfig)")
+    train_flags = add_config_flags(train, LanguageConfig, {name: values[1] for name, values in PRESETS.items()})
+    parser.set_defaults(handler=_train_gpt, model_flags=model_flags, train_flags=train_flags)
 
     generate = commands.add_parser("generate", help="sample text from a trained GPT run")
     generate.add_argument("run_dir")
@@ -86,13 +49,10 @@ def _train_gpt(args: argparse.Namespace) -> None:
     from labformer.training.language import LanguageConfig, preset_configs, train_language_model
 
     if args.resume:
-        config = LanguageConfig(**resume_settings(args))
+        config = LanguageConfig(**picked(args, RUNTIME))
         train_language_model({}, config, resume=args.resume, progress=not args.no_progress)
         return
-    model = picked(args, MODEL_FLAGS)
-    if args.no_tie_weights:
-        model["tie_weights"] = False
-    model_values, config = preset_configs(args.preset, model, picked(args, TRAIN_FLAGS))
+    model_values, config = preset_configs(args.preset, picked(args, args.model_flags), picked(args, args.train_flags))
     train_language_model(model_values, config, out=args.out, preset=args.preset, progress=not args.no_progress)
 
 

@@ -6,85 +6,45 @@ import argparse
 import json
 from pathlib import Path
 
-from labformer.cli.flags import add_runtime_flags, picked, resume_settings
+from labformer.cli.flags import RUNTIME, add_config_flags, picked
 
 __all__ = ["add_vit_parser", "evaluate", "predict", "train_vit"]
 
 
 def add_vit_parser(sub: argparse._SubParsersAction) -> None:
-    """``labformer train vit``."""
+    """``labformer train vit``: its flags are generated from ViTConfig and ClassifyConfig."""
+    from labformer.models.vit import ViTConfig
+    from labformer.training.classify import PRESETS, ClassifyConfig
+
     parser = sub.add_parser(
         "vit",
         help="train a Vision Transformer (default: MNIST, preset fast)",
-        description="Train a Vision Transformer on MNIST or CIFAR-10.",
+        description="Train a Vision Transformer on MNIST or CIFAR-10. Every setting overrides the preset's value.",
     )
     parser.add_argument("--dataset", default="mnist", help="mnist | cifar10 (default: mnist)")
-    parser.add_argument("--data-dir", help="IDX files (MNIST) or the CIFAR-10 archive; default: embedded / cache")
-    parser.add_argument("--preset", default="fast", help="fast | best | lab (default: fast)")
+    parser.add_argument("--preset", default="fast", help=f"{' | '.join(PRESETS)} (default: fast)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-vit-<dataset>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    model = parser.add_argument_group("model (overrides the preset)")
-    for flag in ("patch-size", "dim", "depth", "num-heads", "mlp-dim"):
-        model.add_argument(f"--{flag}", type=int)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    model = parser.add_argument_group("model (ViTConfig; the image shape comes from the data set)")
+    skip = ("image_size", "channels", "num_classes")  # set by the data set
+    model_flags = add_config_flags(model, ViTConfig, {name: values[0] for name, values in PRESETS.items()}, skip=skip)
     model.add_argument("--heads", dest="num_heads", type=int, help="alias of --num-heads")
-    model.add_argument("--pool", choices=["cls", "mean"])
-    model.add_argument("--dropout", type=float)
-    model.add_argument("--position", choices=["learned", "sincos"])
-    model.add_argument("--backend", choices=["labformer", "torch"])
-    train = parser.add_argument_group("training (overrides the preset)")
-    for flag, kind in (
-        ("epochs", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("weight-decay", float),
-        ("warmup-epochs", float),
-        ("label-smoothing", float),
-        ("grad-clip", float),
-        ("val-size", int),
-        ("train-size", int),
-        ("seed", int),
-        ("min-lr-ratio", float),
-        ("checkpoint-every", int),
-    ):
-        train.add_argument(f"--{flag}", type=kind)
-    train.add_argument("--schedule", choices=["cosine", "constant"])
-    train.add_argument("--augment", choices=["auto", "affine", "crop_flip", "none"])
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_runtime_flags(parser)
-
-
-MODEL_FLAGS = ("patch_size", "dim", "depth", "num_heads", "mlp_dim", "pool", "dropout", "position", "backend")
-TRAIN_FLAGS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "warmup_epochs",
-    "label_smoothing",
-    "grad_clip",
-    "val_size",
-    "train_size",
-    "seed",
-    "min_lr_ratio",
-    "schedule",
-    "augment",
-    "data_dir",
-    "device",
-    "amp",
-    "compile",
-    "checkpoint_every",
-)
+    train = parser.add_argument_group("training (ClassifyConfig)")
+    presets = {name: values[1] for name, values in PRESETS.items()}
+    train_flags = add_config_flags(train, ClassifyConfig, presets, skip=("dataset",))
+    parser.set_defaults(model_flags=model_flags, train_flags=train_flags)
 
 
 def train_vit(args: argparse.Namespace) -> None:
     from labformer.training.classify import ClassifyConfig, preset_configs, train_classifier
 
     if args.resume:
-        config = ClassifyConfig(**resume_settings(args))
+        config = ClassifyConfig(**picked(args, RUNTIME))
         train_classifier(None, config, resume=args.resume, progress=not args.no_progress)
         return
     model_config, train_config = preset_configs(
-        args.preset, args.dataset, picked(args, MODEL_FLAGS), picked(args, TRAIN_FLAGS)
+        args.preset, args.dataset, picked(args, args.model_flags), picked(args, args.train_flags)
     )
     train_classifier(model_config, train_config, out=args.out, preset=args.preset, progress=not args.no_progress)
 

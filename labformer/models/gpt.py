@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labformer.attention import KVCache, MultiHeadAttention
-from labformer.config import JsonConfig, require_positive_ints
+from labformer.config import JsonConfig, require_positive_ints, setting
 from labformer.encoder import Encoder
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
 
@@ -26,15 +26,15 @@ __all__ = ["GPT", "GPTConfig"]
 class GPTConfig(JsonConfig):
     """Hyper-parameters of a :class:`GPT`; stored as JSON next to its weights."""
 
-    vocab_size: int = 65  # distinct characters
-    block_size: int = 128  # longest context (tokens)
-    dim: int = 128  # token dimension D
-    depth: int = 4  # encoder layers
-    num_heads: int = 4  # attention heads; must divide dim
-    mlp_dim: int = 512  # hidden size of each feed-forward block (4·D in GPT)
-    dropout: float = 0.0  # on embeddings, attention weights and residual branches
-    position: Literal["learned", "sincos"] = "learned"
-    tie_weights: bool = True  # the head shares the token embedding matrix
+    vocab_size: int = setting(65, "distinct characters")
+    block_size: int = setting(128, "longest context (tokens)")
+    dim: int = setting(128, "token dimension D")
+    depth: int = setting(4, "encoder layers")
+    num_heads: int = setting(4, "attention heads; must divide dim")
+    mlp_dim: int = setting(512, "hidden size of each feed-forward block (4·D in GPT)")
+    dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
+    position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
+    tie_weights: bool = setting(True, "the head shares the token embedding matrix")
 
     def __post_init__(self) -> None:
         names = ("vocab_size", "block_size", "dim", "depth", "num_heads", "mlp_dim")

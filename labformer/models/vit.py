@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from labformer.config import JsonConfig, require_positive_ints
+from labformer.config import JsonConfig, require_positive_ints, setting
 from labformer.encoder import Encoder
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
 
@@ -23,18 +23,18 @@ __all__ = ["ViT", "ViTConfig"]
 class ViTConfig(JsonConfig):
     """Hyper-parameters of a :class:`ViT`; stored as JSON next to its weights."""
 
-    image_size: int = 28  # height = width of the input images
-    channels: int = 1  # colour channels of the input
-    patch_size: int = 7  # side of a square patch; must divide image_size
-    num_classes: int = 10  # outputs of the head
-    dim: int = 64  # token dimension D
-    depth: int = 6  # encoder layers
-    num_heads: int = 8  # attention heads; must divide dim
-    mlp_dim: int = 128  # hidden size of each feed-forward block
-    pool: Literal["cls", "mean"] = "cls"  # classify from the class token or the mean of the patch tokens
-    dropout: float = 0.0  # on embeddings, attention weights and residual branches
-    position: Literal["learned", "sincos"] = "learned"  # position encoding of the tokens
-    backend: Literal["labformer", "torch"] = "labformer"  # whose encoder layers run (same weights)
+    image_size: int = setting(28, "height = width of the input images")
+    channels: int = setting(1, "colour channels of the input")
+    patch_size: int = setting(7, "side of a square patch; must divide image_size")
+    num_classes: int = setting(10, "outputs of the head")
+    dim: int = setting(64, "token dimension D")
+    depth: int = setting(6, "encoder layers")
+    num_heads: int = setting(8, "attention heads; must divide dim")
+    mlp_dim: int = setting(128, "hidden size of each feed-forward block")
+    pool: Literal["cls", "mean"] = setting("cls", "classify from the class token or the mean of the patch tokens")
+    dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
+    position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
+    backend: Literal["labformer", "torch"] = setting("labformer", "whose encoder layers run (same weights)")
 
     def __post_init__(self) -> None:
         names = ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim")

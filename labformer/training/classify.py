@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,42 +20,44 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labformer import io, runs
-from labformer.config import require_non_negative, require_positive_ints
+from labformer.config import JsonConfig, require_non_negative, require_positive_ints, setting
 from labformer.data import Augment, ImageData, load_images
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training import checkpoint as ckpt
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.runtime import AMP_HELP, autocast, maybe_compile, new_run_dir, resolve_amp
 
 __all__ = ["PRESETS", "ClassifyConfig", "Evaluation", "evaluate", "train_classifier"]
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(JsonConfig):
     """How a classifier is trained; stored in ``config.json`` under "train"."""
 
-    dataset: str = "mnist"  # "mnist" or "cifar10"
-    data_dir: str | None = None  # IDX files / CIFAR archive; None = embedded MNIST or download cache
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.05  # decoupled; not on biases, norms, position and class tokens
-    warmup_epochs: float = 1.0  # linear warm-up length
-    schedule: str = "cosine"  # "cosine" or "constant" after warm-up
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
-    label_smoothing: float = 0.0
-    grad_clip: float = 1.0  # max global gradient norm; 0 = off
-    augment: str = "auto"  # "auto" (affine for MNIST, crop_flip for CIFAR-10), "affine", "crop_flip", "none"
-    val_size: int = 5000  # validation images carved from train
-    train_size: int | None = None  # use only this many training images (quick runs, tests)
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: str = "auto"  # "auto" (bf16 on CUDA, float32 on CPU), "none" (float32) or "bf16"; saved resolved
-    compile: bool = False  # torch.compile the model
-    eval_batch_size: int = 1024
-    checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
+    dataset: Literal["mnist", "cifar10"] = setting("mnist", "the data set")
+    data_dir: str | None = setting(None, "MNIST IDX files or the CIFAR-10 archive (default: embedded MNIST / cache)")
+    epochs: int = setting(10, "passes over the training set")
+    batch_size: int = setting(128, "images per step (the global batch across processes)")
+    lr: float = setting(1e-3, "peak learning rate")
+    weight_decay: float = setting(0.05, "decoupled; not on biases, norms, position and class tokens")
+    warmup_epochs: float = setting(1.0, "linear warm-up length")
+    schedule: Literal["cosine", "constant"] = setting("cosine", "learning rate after the warm-up")
+    min_lr_ratio: float = setting(0.0, "cosine floor as a fraction of lr")
+    label_smoothing: float = setting(0.0, "weight of the uniform distribution in the targets")
+    grad_clip: float = setting(1.0, "max global gradient norm; 0 = off")
+    augment: Literal["auto", "affine", "crop_flip", "none"] = setting(
+        "auto", "training augmentation; auto = affine for MNIST, crop_flip for CIFAR-10"
+    )
+    val_size: int = setting(5000, "validation images carved from train")
+    train_size: int | None = setting(None, "use only this many training images (quick runs, tests)")
+    seed: int = setting(0, "seeds the weights, the validation split and the data order")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
+    amp: Literal["auto", "none", "bf16"] = setting("auto", AMP_HELP)
+    compile: bool = setting(False, "torch.compile the model")
+    eval_batch_size: int = setting(1024, "images per batch when scoring")
+    checkpoint_every: int = setting(0, "also checkpoint every N steps within an epoch (0: at epoch ends only)")
 
     def __post_init__(self) -> None:
         require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
@@ -255,7 +257,7 @@ def _train(
     if resume is not None:
         run_dir = Path(resume)
         saved, settings = ckpt.read_resumable_run(run_dir, "vit", config)
-        model_config, config = ViTConfig.from_dict(saved["model"]), ClassifyConfig(**settings)
+        model_config, config = ViTConfig.from_dict(saved["model"]), ClassifyConfig.from_dict(settings)
         preset = saved.get("preset")
     else:
         assert model_config is not None

@@ -12,47 +12,48 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from labformer import io, runs
-from labformer.config import require_non_negative, require_positive_ints
+from labformer.config import JsonConfig, require_non_negative, require_positive_ints, setting
 from labformer.data.text import CharTokenizer, TextData, load_text
 from labformer.models.gpt import GPT, GPTConfig
 from labformer.training import checkpoint as ckpt
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.history import History
 from labformer.training.optim import build_optimizer, learning_rate
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.runtime import AMP_HELP, autocast, maybe_compile, new_run_dir, resolve_amp
 
 __all__ = ["PRESETS", "LanguageConfig", "estimate_loss", "train_language_model"]
 
 
 @dataclass
-class LanguageConfig:
+class LanguageConfig(JsonConfig):
     """How the GPT is trained; stored in ``config.json`` under "train"."""
 
-    text: str | None = None  # corpus file; None = Tiny Shakespeare
-    iters: int = 3000  # optimisation steps
-    batch_size: int = 32
-    lr: float = 1e-3  # peak learning rate
-    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0  # 0 = off
-    eval_interval: int = 250
-    eval_iters: int = 50  # batches per split in each evaluation
-    seed: int = 1337
-    device: str = "auto"
-    amp: str = "auto"  # "auto" (bf16 on CUDA, float32 on CPU), "none" (float32) or "bf16"; saved resolved
-    compile: bool = False
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at each evaluation only)
-    # Opt-in: stop after this many seconds of training (the schedule follows the clock). The only setting
-    # that makes a run depend on the machine's speed; no preset uses it.
-    time_limit: float | None = None
+    text: str | None = setting(None, "UTF-8 corpus file (default: Tiny Shakespeare; $LABFORMER_SHAKESPEARE)")
+    iters: int = setting(3000, "optimisation steps")
+    batch_size: int = setting(32, "windows per step (the global batch across processes)")
+    lr: float = setting(1e-3, "peak learning rate")
+    min_lr_ratio: float = setting(0.1, "cosine floor as a fraction of lr")
+    warmup_iters: int = setting(100, "linear warm-up steps")
+    weight_decay: float = setting(0.1, "decoupled; not on biases, norms and position embeddings")
+    grad_clip: float = setting(1.0, "max global gradient norm; 0 = off")
+    eval_interval: int = setting(250, "steps between evaluations (and checkpoints)")
+    eval_iters: int = setting(50, "batches per split in each evaluation")
+    seed: int = setting(1337, "seeds the weights and the batches")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
+    amp: Literal["auto", "none", "bf16"] = setting("auto", AMP_HELP)
+    compile: bool = setting(False, "torch.compile the model")
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at each evaluation only)")
+    # The only setting that makes a run depend on the machine's speed; no preset uses it.
+    time_limit: float | None = setting(
+        None, "stop after this many seconds of training, the schedule following the clock (machine-dependent)"
+    )
 
     def __post_init__(self) -> None:
         require_positive_ints(
@@ -147,7 +148,7 @@ def _train(
     if resume is not None:
         run_dir = Path(resume)
         saved, settings = ckpt.read_resumable_run(run_dir, "gpt", config)
-        config = LanguageConfig(**settings)
+        config = LanguageConfig.from_dict(settings)
         tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
         data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
         model_config = GPTConfig.from_dict(saved["model"])

@@ -29,7 +29,7 @@ __all__ = [
 AMP_CHOICES = ("auto", "none", "bf16")  # "none" = float32
 AMP_HELP = (
     "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
-    "on CPU (default); decided once and saved, so --resume continues in it"
+    "on CPU; decided once and saved, so --resume continues in it"
 )
 
 
