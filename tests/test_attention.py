@@ -15,8 +15,9 @@ from labformer import (
     record_attention,
     scaled_dot_product_attention,
 )
-from labformer import attention as attention_module
-from labformer.attention import KVCache, _reference_attention
+from labformer.attention import KVCache
+from labformer.attention import functional as attention_module
+from labformer.attention.functional import _reference_attention
 
 
 def rows(values):
@@ -430,3 +431,15 @@ def test_a_3d_layer_mask_is_per_batch_item(path, grad):
             ours(x, mask=mask.repeat_interleave(H, 0))  # torch's (B·H, T, S) layout
         with pytest.raises(ValueError, match=r"got \(5,\)"):
             ours(x, mask=mask[0, 0])
+
+
+def test_recording_takes_a_float_mask_of_another_dtype_like_the_plain_call():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4).eval()
+    x, mask = torch.randn(2, 5, 16), torch.randn(5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        plain = mha(x, mask=mask)
+        with record_attention(mha) as maps:
+            recorded = mha(x, mask=mask)
+    torch.testing.assert_close(recorded, plain)
+    assert maps[0].dtype == torch.float32 and maps[0].shape == (2, 4, 5, 5)

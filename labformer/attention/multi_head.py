@@ -1,0 +1,199 @@
+"""Part 2 of the lab: multi-head attention with the parameter layout of ``torch.nn.MultiheadAttention``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labformer.attention.cache import KVCache
+from labformer.attention.functional import (
+    _check_mask_dtype,
+    _reference_attention,
+    _restrict,
+    _scores_mask,
+    merge_masks,
+    scaled_dot_product_attention,
+)
+
+__all__ = ["MultiHeadAttention"]
+
+
+def _mask_for_heads(mask: Tensor | None, batch: int) -> Tensor | None:
+    """A layer's mask as the scores' (B|1, H|1, T, S) or (T, S): a 3-D (B, T, S) mask gains a heads axis."""
+    if mask is None:
+        return None
+    _check_mask_dtype(mask)
+    if mask.dim() == 3 and mask.shape[0] in (batch, 1):
+        return mask.unsqueeze(1)  # (B, 1, T, S): the same for every head
+    if mask.dim() in (2, 4):
+        return mask  # its sizes are checked against the scores when attending
+    hint = " (3-D masks are per batch item, not per batch·heads as in torch.nn.MultiheadAttention)"
+    raise ValueError(
+        f"mask must have shape (queries, keys), (batch, queries, keys) or (batch, heads, queries, keys), "
+        f"with batch = {batch} or 1; got {tuple(mask.shape)}" + (hint if mask.dim() == 3 else "")
+    )
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, batch first, with the parameter layout of ``torch.nn.MultiheadAttention``.
+
+    Args:
+        dim: model dimension D (queries and output).
+        num_heads: number of heads H; must divide ``dim``.
+        dropout: dropout on the attention weights.
+        bias: add biases to the input and output projections.
+        kdim: dimension of the keys (default ``dim``).
+        vdim: dimension of the values (default ``dim``).
+
+    The state dict has exactly the keys and shapes of ``torch.nn.MultiheadAttention(dim, num_heads,
+    bias=bias, kdim=kdim, vdim=vdim, batch_first=True)``, so weights load both ways.
+
+    Example:
+        >>> mha = MultiHeadAttention(64, 8)
+        >>> mha(torch.randn(2, 10, 64), causal=True).shape
+        torch.Size([2, 10, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dim", dim), ("num_heads", num_heads), ("kdim", kdim), ("vdim", vdim)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.kdim, self.vdim = kdim or dim, vdim or dim
+        self.dropout = dropout
+        self.same_dims = self.kdim == dim and self.vdim == dim
+        if self.same_dims:
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        else:
+            self.q_proj_weight = nn.Parameter(torch.empty(dim, dim))
+            self.k_proj_weight = nn.Parameter(torch.empty(dim, self.kdim))
+            self.v_proj_weight = nn.Parameter(torch.empty(dim, self.vdim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * dim)) if bias else None
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self._recorders: list[list[Tensor]] = []
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's initialisation: Xavier-uniform projections, zero biases."""
+        if self.same_dims:
+            nn.init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for weight in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                nn.init.xavier_uniform_(weight)
+        if self.in_proj_bias is not None:
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
+        nn.init.kaiming_uniform_(self.out_proj.weight, a=math.sqrt(5))
+
+    def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Input projections, split into heads: (B, H, T, hd), (B, H, S, hd), (B, H, S, hd)."""
+        B, T, D = query.shape
+        S = key.shape[1]
+        H, hd = self.num_heads, self.head_dim
+        bias = self.in_proj_bias
+        if self.same_dims and key is query and value is query:
+            qkv = F.linear(query, self.in_proj_weight, bias)  # (B, T, 3D)
+            q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            return q, k, v
+        if self.same_dims:
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        else:
+            w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        b_q, b_k, b_v = bias.chunk(3) if bias is not None else (None, None, None)
+        if self.same_dims and key is value:
+            k, v = F.linear(key, self.in_proj_weight[D:], None if bias is None else bias[D:]).chunk(2, -1)
+        else:
+            k, v = F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        q = F.linear(query, w_q, b_q)
+        return (
+            q.view(B, T, H, hd).transpose(1, 2),
+            k.reshape(B, S, H, hd).transpose(1, 2),
+            v.reshape(B, S, H, hd).transpose(1, 2),
+        )
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor, key_mask: Tensor | None) -> None:
+        if query.dim() != 3 or query.shape[-1] != self.dim:
+            raise ValueError(f"query must have shape (batch, tokens, {self.dim}); got {tuple(query.shape)}")
+        if key.dim() != 3 or key.shape[-1] != self.kdim or key.shape[0] != query.shape[0]:
+            raise ValueError(f"key must have shape ({query.shape[0]}, tokens, {self.kdim}); got {tuple(key.shape)}")
+        if value.dim() != 3 or value.shape[-1] != self.vdim or value.shape[:2] != key.shape[:2]:
+            raise ValueError(
+                f"value must have shape ({key.shape[0]}, {key.shape[1]}, {self.vdim}); got {tuple(value.shape)}"
+            )
+        if key_mask is not None and tuple(key_mask.shape) != tuple(key.shape[:2]):
+            raise ValueError(
+                f"key_mask must have shape (batch, keys) = {tuple(key.shape[:2])}; got {tuple(key_mask.shape)}"
+            )
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Attends from ``query`` to ``key``/``value`` (both default to ``query``: self-attention).
+
+        Args:
+            query: (B, T, dim).
+            key: (B, S, kdim).
+            value: (B, S, vdim).
+            mask: boolean (True = may attend) or floating (added to the scores), of shape (T, S) for every
+                batch item and head, (B, T, S) per batch item, or (B, H, T, S) per head; 1 broadcasts in
+                B and H. Other shapes are refused (a 3-D mask is never read as per-head).
+            key_mask: (B, S) boolean, True = real token, False = padding (never attended).
+            causal: query i only attends keys j <= i.
+            cache: self-attention only: the earlier tokens' keys and values, extended in place with
+                this call's; the T queries are then the tokens after them (and ``causal`` counts
+                positions from the cache's start). ``key_mask`` must then cover the cached keys too.
+
+        Returns:
+            (B, T, dim). A query with nothing to attend to gets the output projection's bias.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        if cache is not None and not (key is query and value is query):
+            raise ValueError("a KVCache can only be used for self-attention (key and value = query)")
+        self._check_inputs(query, key, value, None if cache is not None else key_mask)
+        q, k, v = self._project(query, key, value)  # (B, H, T|S, hd)
+        mask = merge_masks(_mask_for_heads(mask, query.shape[0]), key_mask)
+        if cache is not None:
+            if causal and len(cache):  # new token i sits at position past + i
+                mask, causal = _restrict(mask, cache.causal_mask(q.shape[-2], q.device)), False
+            k, v = cache.extend(k, v)
+        return self.out_proj(self._attend(q, k, v, mask, causal))
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
+        """Attention on projected heads (B, H, T, hd) -> merged heads (B, T, D)."""
+        dropout_p = self.dropout if self.training else 0.0
+        if self._recorders:
+            # Recording needs the weights, which only the reference path exposes.
+            mask = _scores_mask(mask, causal, q.shape[-2], k.shape[-2], q.device, q.dtype)
+            out, weights = _reference_attention(q, k, v, mask, dropout_p, self.head_dim**-0.5)
+            for recorder in self._recorders:
+                recorder.append(weights.detach())
+        else:
+            out = scaled_dot_product_attention(q, k, v, mask, causal=causal, dropout_p=dropout_p)
+        B, H, T, hd = out.shape
+        return out.transpose(1, 2).reshape(B, T, H * hd)  # (B, T, D)
