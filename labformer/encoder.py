@@ -130,18 +130,13 @@ class EncoderLayer(nn.Module):
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
-class Encoder(nn.Module):
-    """A stack of identical :class:`EncoderLayer` s, optionally followed by a final LayerNorm.
+class _Stack(nn.Module):
+    """``num_layers`` layers of ``layer_class`` (each with its own weights) and an optional final LayerNorm.
 
-    Args:
-        dim, num_heads, mlp_dim, dropout, activation, norm_first, layer_norm_eps: as for EncoderLayer.
-        num_layers: depth.
-        final_norm: a LayerNorm after the last layer (needed with pre-norm layers).
-
-    Example:
-        >>> Encoder(64, 8, 128, 6, norm_first=True, final_norm=True)(torch.randn(2, 17, 64)).shape
-        torch.Size([2, 17, 64])
+    State-dict keys ``layers.<i>.…`` and ``norm.…``, as in torch's TransformerEncoder/Decoder.
     """
+
+    layer_class: type[nn.Module]
 
     def __init__(
         self,
@@ -159,7 +154,7 @@ class Encoder(nn.Module):
         super().__init__()
         require_positive_ints(num_layers=num_layers)
         self.layers = nn.ModuleList(
-            EncoderLayer(
+            self.layer_class(
                 dim,
                 num_heads,
                 mlp_dim,
@@ -171,6 +166,25 @@ class Encoder(nn.Module):
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(dim, eps=layer_norm_eps) if final_norm else None
+
+    def _final_norm(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.norm is not None else x
+
+
+class Encoder(_Stack):
+    """A stack of identical :class:`EncoderLayer` s, optionally followed by a final LayerNorm.
+
+    Args:
+        dim, num_heads, mlp_dim, dropout, activation, norm_first, layer_norm_eps: as for EncoderLayer.
+        num_layers: depth.
+        final_norm: a LayerNorm after the last layer (needed with pre-norm layers).
+
+    Example:
+        >>> Encoder(64, 8, 128, 6, norm_first=True, final_norm=True)(torch.randn(2, 17, 64)).shape
+        torch.Size([2, 17, 64])
+    """
+
+    layer_class = EncoderLayer
 
     def forward(
         self,
@@ -185,7 +199,7 @@ class Encoder(nn.Module):
         for i, layer in enumerate(self.layers):
             cache = caches[i] if caches is not None else None
             x = layer(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache)
-        return self.norm(x) if self.norm is not None else x
+        return self._final_norm(x)
 
 
 class DecoderLayer(nn.Module):
@@ -262,40 +276,13 @@ class DecoderLayer(nn.Module):
         return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
-class Decoder(nn.Module):
+class Decoder(_Stack):
     """A stack of :class:`DecoderLayer` s over one shared ``memory``, optionally with a final LayerNorm.
 
     Args: as for :class:`Encoder`.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_dim: int,
-        num_layers: int,
-        *,
-        dropout: float = 0.0,
-        activation: Activation = "relu",
-        norm_first: bool = False,
-        final_norm: bool = False,
-        layer_norm_eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        require_positive_ints(num_layers=num_layers)
-        self.layers = nn.ModuleList(
-            DecoderLayer(
-                dim,
-                num_heads,
-                mlp_dim,
-                dropout=dropout,
-                activation=activation,
-                norm_first=norm_first,
-                layer_norm_eps=layer_norm_eps,
-            )  # fmt: skip
-            for _ in range(num_layers)
-        )
-        self.norm = nn.LayerNorm(dim, eps=layer_norm_eps) if final_norm else None
+    layer_class = DecoderLayer
 
     def forward(
         self,
@@ -314,4 +301,4 @@ class Decoder(nn.Module):
                 x, memory, mask=mask, memory_mask=memory_mask, key_mask=key_mask,
                 memory_key_mask=memory_key_mask, causal=causal,
             )  # fmt: skip
-        return self.norm(x) if self.norm is not None else x
+        return self._final_norm(x)
