@@ -240,3 +240,19 @@ def test_checkpoint_of_another_shape_is_refused(vit_run, tmp_path):
     (other / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match=r"does not fit the vit model.*wrong shapes"):
         labformer.load(other)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--device", "tpu"], r"labformer train vit: error: argument --device: invalid choice: 'tpu'"),
+        (["train", "gpt", "--iters", "many"], r"labformer train gpt: error: argument --iters: invalid int value"),
+        (["train", "--no-such-flag"], r"labformer: error: unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(message, err[0]), err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,8 +68,15 @@ def _version() -> str:
     return f"labformer {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad flags reported in one line (as every other bad input is), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labformer", description="The Transformers lab, made real.")
+    parser = _Parser(prog="labformer", description="The Transformers lab, made real.")
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser("train", help="train a model (default: ViT on MNIST, preset fast)")
