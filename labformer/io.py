@@ -84,8 +84,10 @@ def read_tensors(path: Path, what: str) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} not found")
     with open(path, "rb") as f:
-        head = f.read(2)
-    if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / zip (torch.save)
+        head = f.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; its first byte may well be 0x80
+    is_safetensors = head[8:9] == b"{"
+    if not is_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK"):  # pickle protocol 2+ / zip (torch.save)
         raise ValueError(
             f"{what} {path} is a pickle or torch.save file; labformer only loads safetensors "
             "(pickles can run code and are refused)"

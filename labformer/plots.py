@@ -13,14 +13,18 @@ from torch import Tensor
 
 from labformer.attention import record_attention
 from labformer.io import atomic_write
+from labformer.training.callbacks import Callback
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from labformer.data import ImageData
     from labformer.models.vit import ViT
     from labformer.training.classify import Evaluation
     from labformer.training.history import History
+    from labformer.training.trainer import Trainer
 
-__all__ = ["attention_rollout", "plot_curves", "save_figure"]
+__all__ = ["ClassifierFigures", "CurveFigure", "attention_rollout", "plot_curves", "save_figure"]
 
 
 def save_figure(figure: Figure, path: Path) -> None:
@@ -163,3 +167,19 @@ def save_classifier_figures(run_dir: Path, model: ViT, data: ImageData, history:
     save_figure(plot_confusion(test.confusion, data.classes), run_dir / "confusion.png")
     save_figure(plot_mistakes(data, test), run_dir / "mistakes.png")
     save_figure(plot_vit_attention(model, data), run_dir / "attention.png")
+
+
+class ClassifierFigures(Callback):
+    """Draws curves.png, confusion.png, mistakes.png and attention.png when a classifier's training ends."""
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        task = trainer.task
+        save_classifier_figures(trainer.run_dir, task.model, task.data, trainer.history, task.test)  # type: ignore[attr-defined]
+
+
+class CurveFigure(Callback):
+    """Draws curves.png (train and validation loss, learning rate, by step) when training ends."""
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        figure = plot_curves(trainer.history, [("loss", "train_loss", "val_loss")], x="step")
+        save_figure(figure, trainer.run_dir / "curves.png")

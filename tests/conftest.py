@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import subprocess
@@ -17,7 +16,7 @@ import torch
 matplotlib.use("Agg")
 
 from labformer.data import ImageData, ImageSplit  # noqa: E402
-from labformer.training.history import History  # noqa: E402
+from labformer.training.callbacks import Callback  # noqa: E402
 
 # Command-line flags of tiny models for end-to-end tests (seconds, not minutes).
 RUNTIME_ARGS = ["--no-progress", "--device", "cpu"]
@@ -43,22 +42,21 @@ if SHARED_SHAKESPEARE.exists():
     os.environ.setdefault("LABFORMER_SHAKESPEARE", str(SHARED_SHAKESPEARE))
 
 
-@contextlib.contextmanager
-def ctrl_c_at_history_row(row: int):
-    """Training raises KeyboardInterrupt (a Ctrl-C) when it appends its ``row``-th history row."""
-    original, calls = History.append, {"n": 0}
+class CtrlC(Callback):
+    """A Ctrl-C (KeyboardInterrupt) raised by training itself: after optimiser step ``step``, or during
+    evaluation number ``evaluation`` (before its row is recorded)."""
 
-    def append(self, **values):
-        calls["n"] += 1
-        if calls["n"] == row:
+    def __init__(self, *, step: int | None = None, evaluation: int | None = None) -> None:
+        self.step, self.evaluation, self.evaluations = step, evaluation, 0
+
+    def on_step(self, trainer) -> None:
+        if trainer.progress.step == self.step:
             raise KeyboardInterrupt
-        original(self, **values)
 
-    History.append = append
-    try:
-        yield
-    finally:
-        History.append = original
+    def on_evaluation(self, trainer, row) -> None:
+        self.evaluations += 1
+        if self.evaluations == self.evaluation:
+            raise KeyboardInterrupt
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_VIT_ARGS, ctrl_c_at_history_row, run_cli
+from conftest import TINY_VIT_ARGS, CtrlC, run_cli
 from PIL import Image
 
 import labformer
@@ -129,8 +129,9 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir):
         dict(epochs=3, batch_size=50, val_size=100, data_dir=str(mnist_dir), device="cpu", augment="affine"),
     )
     full = classify.train_classifier(model_config, train_config, out=tmp_path / "full", progress=False)
-    with ctrl_c_at_history_row(2), pytest.raises(KeyboardInterrupt):  # during the second epoch's end
-        classify.train_classifier(model_config, train_config, out=tmp_path / "cut", progress=False)
+    with pytest.raises(KeyboardInterrupt):  # during the second epoch's evaluation
+        cut = [CtrlC(evaluation=2)]
+        classify.train_classifier(model_config, train_config, out=tmp_path / "cut", progress=False, callbacks=cut)
     resumed = classify.train_classifier(
         None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut", progress=False
     )

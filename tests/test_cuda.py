@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from conftest import ctrl_c_at_history_row
+from conftest import CtrlC
 
 import labformer
 from labformer.cli import main
@@ -61,8 +61,11 @@ def test_gpt_trains_on_cuda(tmp_path, amp):
 def test_resume_on_cuda_continues_exactly(tmp_path, tiny_digits):
     model_config, config = vit_configs("none", epochs=3)
     full = classify.train_classifier(model_config, config, out=tmp_path / "full", data=tiny_digits, progress=False)
-    with ctrl_c_at_history_row(2), pytest.raises(KeyboardInterrupt):
-        classify.train_classifier(model_config, config, out=tmp_path / "cut", data=tiny_digits, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        cut = [CtrlC(evaluation=2)]
+        classify.train_classifier(
+            model_config, config, out=tmp_path / "cut", data=tiny_digits, progress=False, callbacks=cut
+        )
     resumed = classify.train_classifier(
         None, classify.ClassifyConfig(device="cuda"), resume=tmp_path / "cut", data=tiny_digits, progress=False
     )

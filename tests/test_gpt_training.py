@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_GPT_ARGS, ctrl_c_at_history_row, run_cli
+from conftest import TINY_GPT_ARGS, CtrlC, run_cli
 
 import labformer
 from labformer.cli import main
@@ -93,8 +93,9 @@ def test_resume_gives_the_same_model(corpus, tmp_path):
         dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"),
     )
     full = language.train_language_model(model_values, config, out=tmp_path / "full", progress=False)
-    with ctrl_c_at_history_row(3), pytest.raises(KeyboardInterrupt):  # after the step-20 checkpoint
-        language.train_language_model(model_values, config, out=tmp_path / "cut", progress=False)
+    with pytest.raises(KeyboardInterrupt):  # during the last evaluation, after the step-20 checkpoint
+        cut = [CtrlC(evaluation=3)]
+        language.train_language_model(model_values, config, out=tmp_path / "cut", progress=False, callbacks=cut)
     resumed = language.train_language_model(
         {}, language.LanguageConfig(device="cpu"), resume=tmp_path / "cut", progress=False
     )

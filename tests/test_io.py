@@ -58,3 +58,21 @@ def test_tensors_round_trip_with_tied_storage_and_metadata(tmp_path):
 def test_importing_changes_no_process_state():
     code = "import os; os.umask(0o077); import labformer.io; print(oct(os.umask(0)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "0o77"
+
+
+@pytest.mark.parametrize("padding", range(0, 600, 7))
+def test_safetensors_whose_header_length_looks_like_a_pickle_still_load(tmp_path, padding):
+    """The header length is the file's first 8 bytes; 0x80 0x05 there is also how a pickle starts."""
+    path = tmp_path / "t.safetensors"
+    io.write_tensors(path, {"w": torch.arange(3.0)}, {"pad": "x" * padding})
+    assert torch.equal(io.read_tensors(path, "weights")["w"], torch.arange(3.0))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickles_are_refused_whatever_their_protocol(tmp_path, protocol):
+    import pickle
+
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=protocol))
+    with pytest.raises(ValueError, match="pickle or torch.save file"):
+        io.read_tensors(path, "weights")

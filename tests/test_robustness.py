@@ -150,8 +150,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, mnist_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    progress = json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])["progress"]
-    assert (progress["epoch"], progress["step"]) < (30, 0)  # it really was cut short
+    state = json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])
+    progress = state["progress"]
+    assert len(state["history"]) < 30  # it really was cut short, before the 30th epoch's end
     assert not (tmp_path / "cut" / "metrics.json").exists(), (
         progress,
         sorted(p.name for p in (tmp_path / "cut").iterdir()),
@@ -194,7 +195,7 @@ def test_gpt_sigkill_then_resume(tmp_path, corpus_file):
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])["step"] < 300  # cut short
+    assert json.loads(io.read_metadata(checkpoint, "checkpoint")["state"])["progress"]["step"] < 300  # cut short
     resumed = run_cli("train", "gpt", "--resume", str(tmp_path / "cut"), "--no-progress", "--device", "cpu")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(tmp_path / "full", tmp_path / "cut", atol=1e-6)
@@ -254,7 +255,7 @@ def test_write_error_leaves_the_previous_checkpoint_intact(tmp_path, mnist_dir, 
         classify.train_classifier(model_config, train_config, out=tmp_path / "run", progress=False)
     monkeypatch.setattr(io, "save_file", original)
     state = json.loads(io.read_metadata(tmp_path / "run" / "checkpoint.safetensors", "checkpoint")["state"])
-    assert state["progress"]["epoch"] == 1
+    assert len(state["history"]) == 1 and state["progress"]["evaluated_at"] == state["progress"]["step"] > 0
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     labformer.load(tmp_path / "run")  # the best model so far still loads
 

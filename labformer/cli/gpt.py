@@ -15,7 +15,8 @@ __all__ = ["add_gpt_parser"]
 def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubParsersAction) -> None:
     """``labformer train gpt`` (flags generated from GPTConfig and LanguageConfig) and ``labformer generate``."""
     from labformer.models.gpt import GPTConfig
-    from labformer.training.language import PRESETS, LanguageConfig
+    from labformer.training.recipes import GPT_PRESETS as PRESETS
+    from labformer.training.recipes import LanguageConfig
 
     parser = models.add_parser(
         "gpt",
@@ -46,14 +47,16 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
 
 
 def _train_gpt(args: argparse.Namespace) -> None:
-    from labformer.training.language import LanguageConfig, preset_configs, train_language_model
+    from labformer.plots import CurveFigure
+    from labformer.training.language import train_language_model
+    from labformer.training.recipes import LanguageConfig, gpt_configs
 
+    shown = dict(progress=not args.no_progress, callbacks=[CurveFigure()])
     if args.resume:
-        config = LanguageConfig(**picked(args, RUNTIME))
-        train_language_model({}, config, resume=args.resume, progress=not args.no_progress)
+        train_language_model({}, LanguageConfig(**picked(args, RUNTIME)), resume=args.resume, **shown)
         return
-    model_values, config = preset_configs(args.preset, picked(args, args.model_flags), picked(args, args.train_flags))
-    train_language_model(model_values, config, out=args.out, preset=args.preset, progress=not args.no_progress)
+    model_values, config = gpt_configs(args.preset, picked(args, args.model_flags), picked(args, args.train_flags))
+    train_language_model(model_values, config, out=args.out, preset=args.preset, **shown)
 
 
 def _generate(args: argparse.Namespace) -> None:

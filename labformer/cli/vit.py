@@ -14,7 +14,8 @@ __all__ = ["add_vit_parser", "evaluate", "predict", "train_vit"]
 def add_vit_parser(sub: argparse._SubParsersAction) -> None:
     """``labformer train vit``: its flags are generated from ViTConfig and ClassifyConfig."""
     from labformer.models.vit import ViTConfig
-    from labformer.training.classify import PRESETS, ClassifyConfig
+    from labformer.training.recipes import VIT_PRESETS as PRESETS
+    from labformer.training.recipes import ClassifyConfig
 
     parser = sub.add_parser(
         "vit",
@@ -37,16 +38,18 @@ def add_vit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train_vit(args: argparse.Namespace) -> None:
-    from labformer.training.classify import ClassifyConfig, preset_configs, train_classifier
+    from labformer.plots import ClassifierFigures
+    from labformer.training.classify import train_classifier
+    from labformer.training.recipes import ClassifyConfig, vit_configs
 
+    shown = dict(progress=not args.no_progress, callbacks=[ClassifierFigures()])
     if args.resume:
-        config = ClassifyConfig(**picked(args, RUNTIME))
-        train_classifier(None, config, resume=args.resume, progress=not args.no_progress)
+        train_classifier(None, ClassifyConfig(**picked(args, RUNTIME)), resume=args.resume, **shown)
         return
-    model_config, train_config = preset_configs(
+    model_config, train_config = vit_configs(
         args.preset, args.dataset, picked(args, args.model_flags), picked(args, args.train_flags)
     )
-    train_classifier(model_config, train_config, out=args.out, preset=args.preset, progress=not args.no_progress)
+    train_classifier(model_config, train_config, out=args.out, preset=args.preset, **shown)
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "learning_rate"]
+__all__ = ["Schedule", "build_optimizer", "learning_rate"]
 
 # Parameters that never decay: anything 1-D (biases, norms) and these embeddings.
 NO_DECAY_NAMES = ("cls_token", "position", "pos_embed")
@@ -42,3 +43,25 @@ def learning_rate(
         return base_lr
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate of every step: :func:`learning_rate` with these settings."""
+
+    lr: float  # peak
+    total_steps: int
+    warmup_steps: int
+    kind: str = "cosine"  # or "constant"
+    min_ratio: float = 0.0
+
+    def at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based)."""
+        return learning_rate(
+            step,
+            base_lr=self.lr,
+            total_steps=self.total_steps,
+            warmup_steps=self.warmup_steps,
+            schedule=self.kind,
+            min_ratio=self.min_ratio,
+        )

@@ -1,0 +1,277 @@
+"""The one training loop: a :class:`Task` supplies batches, a loss and an evaluation; the Trainer owns
+the rest, once — schedule, precision, torch.compile, the DDP slice and wrap, clipping, the finite
+check, checkpoints (atomic, one file), Ctrl-C, best-so-far weights, exact resume and metrics.
+
+A step: set the learning rate, draw global batch ``step`` (the task's seeded stream), keep this
+process's slice, forward + loss under autocast, backward, clip, sum the step's numbers over processes,
+check them, optimiser step. Every ``eval_every`` steps (and at the end) the task evaluates; the row goes
+to the history, the best weights to ``model.safetensors`` and the state to ``checkpoint.safetensors``.
+A run resumed from any checkpoint takes exactly the steps the uninterrupted run would have taken.
+
+Callbacks (progress bar, figures, a test's Ctrl-C) hook in without the loop knowing about them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from labformer import io, runs
+from labformer.training.callbacks import Callback
+from labformer.training.checkpoint import load_training_state, read_resumable_run, save_training_state
+from labformer.training.distributed import Cluster
+from labformer.training.history import History
+from labformer.training.optim import Schedule
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.task import Task
+
+__all__ = ["Progress", "Trainer", "open_run"]
+
+RUNNING = ("loss_sum", "count")  # summed over the steps since the last evaluation, before a task's own sums
+
+
+@dataclass
+class Progress:
+    """Where training stands: the one state every checkpoint saves."""
+
+    step: int = 0  # optimiser steps completed
+    best: float | None = None  # best value of the task's monitored column so far
+    train_seconds: float = 0.0  # training time (evaluations and saves not counted)
+    interval_seconds: float = 0.0  # training time since the last evaluation
+    evaluated_at: int = 0  # the step of the last evaluation
+    lr: float = 0.0  # the learning rate of the last step
+    running: dict[str, float] = field(default_factory=dict)  # sums since the last evaluation
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], eval_every: int, schedule: Schedule) -> Progress:
+        """Reads the progress of a checkpoint, including the two formats of labformer before the Trainer:
+        the ViT's (epochs, steps within the epoch) and the GPT's (step, best_val_loss at the top level)."""
+        saved = meta.get("progress")
+        if saved is not None and "epoch" not in saved:
+            return cls(**saved)
+        if saved is not None:  # ViT before the Trainer: saved after an epoch's evaluation or within an epoch
+            step = saved["epoch"] * eval_every + saved["step"]
+            return cls(
+                step=step,
+                best=saved["best_val_accuracy"] if saved["best_val_accuracy"] >= 0 else None,
+                train_seconds=saved["train_seconds"] + saved["epoch_seconds"],
+                interval_seconds=saved["epoch_seconds"],
+                evaluated_at=saved["epoch"] * eval_every,
+                lr=schedule.at(max(step - 1, 0)),
+                running={name: saved[name] for name in ("loss_sum", "count", "correct")},
+            )
+        rows, best = meta["history"], meta["best_val_loss"]  # GPT before the Trainer
+        return cls(
+            step=meta["step"],
+            best=best if math.isfinite(best) else None,
+            train_seconds=meta["train_seconds"],
+            evaluated_at=int(rows[-1]["step"]) if rows else 0,
+            lr=schedule.at(max(meta["step"] - 1, 0)),
+        )
+
+
+def open_run(
+    cluster: Cluster,
+    device: torch.device,
+    kind: str,
+    config: Any,
+    *,
+    out: str | Path | None,
+    resume: str | Path | None,
+    name: str,
+) -> tuple[Path, dict[str, Any] | None, Any]:
+    """The run directory (new, or ``resume``), the resumed run's saved config.json (None when new) and
+    the training config to use: the saved one when resuming, with the precision resolved once and shared
+    by every process."""
+    if resume is not None:
+        run_dir = Path(resume)
+        saved, settings = read_resumable_run(run_dir, kind, config)
+        config = type(config).from_dict(settings)
+    else:
+        saved = None
+        run_dir = Path(cluster.share(str(new_run_dir(out, name)) if cluster.is_main else None))
+    cluster.check_batch(config.batch_size)
+    # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
+    return run_dir, saved, dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
+
+
+class Trainer:
+    """Trains ``task.model`` with ``optimizer``; writes into ``run_dir`` (rank 0).
+
+    Args:
+        task: batches, loss and evaluation of one kind of model.
+        optimizer: over ``task.model``'s parameters; its learning rate is set each step from ``schedule``.
+        schedule: the learning rate per step.
+        run_dir: where checkpoints, weights, history and metrics go.
+        device: where the model and batches live.
+        amp: resolved precision, "none" or "bf16".
+        compile: ``torch.compile`` the model for the steps.
+        grad_clip: max global gradient norm; 0 = off.
+        checkpoint_every: also checkpoint every N steps (0: at evaluations only).
+        time_limit: stop after this many seconds of training, the schedule following the clock.
+        cluster: the data-parallel processes (one when not launched by torchrun).
+        callbacks: hooks, e.g. :class:`ProgressBar`.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        *,
+        run_dir: Path,
+        device: torch.device,
+        amp: str = "none",
+        compile: bool = False,
+        grad_clip: float = 0.0,
+        checkpoint_every: int = 0,
+        time_limit: float | None = None,
+        cluster: Cluster | None = None,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
+    ) -> None:
+        self.task, self.optimizer, self.schedule = task, optimizer, schedule
+        self.run_dir, self.device, self.amp, self.compile = Path(run_dir), device, amp, compile
+        self.grad_clip, self.checkpoint_every, self.time_limit = grad_clip, checkpoint_every, time_limit
+        self.cluster = cluster or Cluster()
+        self.callbacks = list(callbacks)
+        self.progress = Progress(running=dict.fromkeys(RUNNING + task.sums, 0.0))
+        self.history = History()
+        self.stopped = False
+        self._clock = 0.0
+
+    def restore(self) -> None:
+        """Continues from ``run_dir``'s checkpoint: weights, optimiser, RNGs, data stream, progress."""
+        meta, tensors = load_training_state(self.run_dir / runs.CHECKPOINT, self.task.model, self.optimizer)
+        self.progress = Progress.from_meta(meta, self.task.eval_every, self.schedule)
+        self.history = History(meta["history"])
+        self.task.restore_stream(self.progress.step, tensors)
+
+    def stop(self) -> None:
+        """Ends training after the current step (e.g. from a callback)."""
+        self.stopped = True
+
+    def fit(self) -> Progress:
+        """Trains until ``task.total_steps`` (or the time limit, or :meth:`stop`); returns the progress."""
+        task, progress = self.task, self.progress
+        trained = self.cluster.wrap(maybe_compile(task.model, self.compile, self.device), self.device)
+        local = self.cluster.local_slice(task.batch_size)
+        task.model.train()
+        try:
+            if progress.step > progress.evaluated_at and self._evaluation_due(progress.step):
+                self._evaluate()  # the run was interrupted during this evaluation: do it now
+                self._save()
+            self._clock = time.perf_counter()
+            while progress.step < task.total_steps and not self.stopped:
+                self._step(trained, local)
+                out_of_time = self._out_of_time()
+                evaluate = self._evaluation_due(progress.step) or out_of_time
+                if evaluate or (self.checkpoint_every and progress.step % self.checkpoint_every == 0):
+                    self._fold_clock()
+                    if evaluate:
+                        self._evaluate()
+                    self._save()
+                    self._clock = time.perf_counter()
+                self.stopped |= out_of_time
+        except KeyboardInterrupt:
+            self._fold_clock()
+            self._save()
+            raise
+        finally:
+            for callback in self.callbacks:
+                callback.on_close(self)
+        return progress
+
+    def finish(self) -> dict[str, Any]:
+        """Loads the best weights, asks the task for the metrics and (rank 0) writes them with the
+        history, prints the task's summary and calls ``on_end``; returns the metrics."""
+        self.cluster.barrier()
+        self.task.model.load_state_dict(io.read_tensors(self.run_dir / runs.MODEL, "model weights"))
+        metrics = {**self.task.finish(self), **self.cluster.run_facts(self.task.model, self.device, self.amp)}
+        if self.cluster.is_main:
+            self.history.save(self.run_dir)
+            io.write_json(self.run_dir / runs.METRICS, metrics)
+            print(f"{self.task.summary(metrics)} -> {self.run_dir}")
+            for callback in self.callbacks:
+                callback.on_end(self, metrics)
+        return metrics
+
+    def _step(self, trained: nn.Module, local: slice) -> None:
+        progress, task = self.progress, self.task
+        lr = self._learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = task.batch(progress.step)
+        inputs, targets = inputs[local], targets[local]
+        with autocast(self.device, self.amp):
+            loss, sums = task.loss(trained, inputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip, foreach=True)
+        count = targets.shape[0]
+        values = self.cluster.sum([loss.item() * count, count, *(s.item() for s in sums)], self.device)
+        if not math.isfinite(values[0]):
+            raise ValueError(
+                f"the loss became {values[0] / values[1]} at {task.where(progress.step)}; lower --lr (now "
+                f"{self.schedule.lr}); the last good checkpoint in {self.run_dir} is intact"
+            )
+        self.optimizer.step()
+        for name, value in zip(progress.running, values):
+            progress.running[name] += value
+        progress.step += 1
+        progress.lr = lr
+        for callback in self.callbacks:
+            callback.on_step(self)
+
+    def _learning_rate(self) -> float:
+        step = self.progress.step
+        if self.time_limit:  # the schedule runs on whichever comes first: steps or seconds
+            elapsed = self.progress.train_seconds + time.perf_counter() - self._clock
+            step = max(step, int(self.task.total_steps * elapsed / self.time_limit))
+        return self.schedule.at(step)
+
+    def _out_of_time(self) -> bool:
+        if not self.time_limit:
+            return False
+        elapsed = self.progress.train_seconds + time.perf_counter() - self._clock
+        return bool(self.cluster.share(elapsed >= self.time_limit))  # every rank stops at rank 0's step
+
+    def _evaluation_due(self, step: int) -> bool:
+        return step % self.task.eval_every == 0 or step == self.task.total_steps
+
+    def _fold_clock(self) -> None:
+        now = time.perf_counter()
+        self.progress.train_seconds += now - self._clock
+        self.progress.interval_seconds += now - self._clock
+        self._clock = now
+
+    def _evaluate(self) -> None:
+        progress, task = self.progress, self.task
+        row = task.evaluate(progress)
+        for callback in self.callbacks:
+            callback.on_evaluation(self, row)
+        if self.cluster.is_main:
+            tqdm.write(task.describe(row))
+        self.history.append(**row)
+        progress.evaluated_at = progress.step
+        value = row[task.monitor]
+        if progress.best is None or (value > progress.best if task.maximize else value < progress.best):
+            progress.best = value
+            if self.cluster.is_main:
+                io.write_tensors(self.run_dir / runs.MODEL, task.model.state_dict(), {"step": str(progress.step)})
+        progress.running = dict.fromkeys(progress.running, 0.0)
+        progress.interval_seconds = 0.0
+
+    def _save(self) -> None:
+        if self.cluster.is_main:
+            meta = {"progress": asdict(self.progress), "history": self.history.rows}
+            extra = self.task.stream_state(self.progress.step)
+            save_training_state(self.run_dir / runs.CHECKPOINT, self.task.model, self.optimizer, meta, extra)
