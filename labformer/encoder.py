@@ -54,7 +54,57 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
-class EncoderLayer(nn.Module):
+class _Layer(nn.Module):
+    """The parts of an encoder or decoder layer, created in the order of torch's layers (so state dicts
+    list the same keys in the same order): self-attention, [cross-attention], feed-forward, norms, dropouts."""
+
+    cross_attention = False
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout: float = 0.0,
+        activation: Activation = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        if self.cross_attention:
+            self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.linear1 = nn.Linear(dim, mlp_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(mlp_dim, dim)
+        blocks = 3 if self.cross_attention else 2
+        for i in range(1, blocks + 1):
+            setattr(self, f"norm{i}", nn.LayerNorm(dim, eps=layer_norm_eps))
+        for i in range(1, blocks + 1):
+            setattr(self, f"dropout{i}", nn.Dropout(dropout))
+        self.activation = _activation(activation)
+        self.norm_first = norm_first
+
+    def _sa_block(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """The self-attention branch (without its residual): dropout(MHA(x))."""
+        return self.dropout1(self.self_attn(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache))
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        """The feed-forward branch (without its residual): dropout(linear2(dropout(act(linear1(x)))))."""
+        last_dropout = self.dropout3 if self.cross_attention else self.dropout2
+        return last_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class EncoderLayer(_Layer):
     """Self-attention then feed-forward, each wrapped in a residual connection and a LayerNorm.
 
     Post-norm (``norm_first=False``, Vaswani et al.): x = LN(x + MHA(x)); x = LN(x + FFN(x)).
@@ -74,30 +124,6 @@ class EncoderLayer(nn.Module):
         torch.Size([2, 17, 64])
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_dim: int,
-        *,
-        dropout: float = 0.0,
-        activation: Activation = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
-        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
-        self.linear1 = nn.Linear(dim, mlp_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(mlp_dim, dim)
-        self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.activation = _activation(activation)
-        self.norm_first = norm_first
-
     def forward(
         self,
         x: Tensor,
@@ -113,21 +139,6 @@ class EncoderLayer(nn.Module):
             return x + self._ff_block(self.norm2(x))
         x = self.norm1(x + self._sa_block(x, mask, key_mask, causal, cache))
         return self.norm2(x + self._ff_block(x))
-
-    def _sa_block(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        key_mask: Tensor | None = None,
-        causal: bool = False,
-        cache: KVCache | None = None,
-    ) -> Tensor:
-        """The self-attention branch (without its residual): dropout(MHA(x))."""
-        return self.dropout1(self.self_attn(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache))
-
-    def _ff_block(self, x: Tensor) -> Tensor:
-        """The feed-forward branch (without its residual): dropout(linear2(dropout(act(linear1(x)))))."""
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
 class _Stack(nn.Module):
@@ -202,7 +213,7 @@ class Encoder(_Stack):
         return self._final_norm(x)
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_Layer):
     """Self-attention, cross-attention over an encoder's ``memory``, feed-forward; each residual + LN.
 
     Args: as for :class:`EncoderLayer`.
@@ -212,32 +223,7 @@ class DecoderLayer(nn.Module):
         torch.Size([2, 5, 10])
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_dim: int,
-        *,
-        dropout: float = 0.0,
-        activation: Activation = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
-        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
-        self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
-        self.linear1 = nn.Linear(dim, mlp_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(mlp_dim, dim)
-        self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.norm3 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-        self.activation = _activation(activation)
-        self.norm_first = norm_first
+    cross_attention = True
 
     def forward(
         self,
@@ -263,17 +249,9 @@ class DecoderLayer(nn.Module):
         x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_mask))
         return self.norm3(x + self._ff_block(x))
 
-    def _sa_block(self, x: Tensor, mask: Tensor | None, key_mask: Tensor | None, causal: bool) -> Tensor:
-        """The self-attention branch (without its residual)."""
-        return self.dropout1(self.self_attn(x, mask=mask, key_mask=key_mask, causal=causal))
-
     def _mha_block(self, x: Tensor, memory: Tensor, mask: Tensor | None, key_mask: Tensor | None) -> Tensor:
         """The cross-attention branch (without its residual): queries from x, keys and values from memory."""
         return self.dropout2(self.multihead_attn(x, memory, memory, mask=mask, key_mask=key_mask))
-
-    def _ff_block(self, x: Tensor) -> Tensor:
-        """The feed-forward branch (without its residual)."""
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
 class Decoder(_Stack):
@@ -284,21 +262,9 @@ class Decoder(_Stack):
 
     layer_class = DecoderLayer
 
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        *,
-        mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        key_mask: Tensor | None = None,
-        memory_key_mask: Tensor | None = None,
-        causal: bool = False,
-    ) -> Tensor:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D)."""
+    def forward(self, x: Tensor, memory: Tensor, **masks: Tensor | bool | None) -> Tensor:
+        """x (B, T, D), memory (B, S, D) -> (B, T, D); ``masks`` as for :meth:`DecoderLayer.forward`
+        (mask, memory_mask, key_mask, memory_key_mask, causal), the same for every layer."""
         for layer in self.layers:
-            x = layer(
-                x, memory, mask=mask, memory_mask=memory_mask, key_mask=key_mask,
-                memory_key_mask=memory_key_mask, causal=causal,
-            )  # fmt: skip
+            x = layer(x, memory, **masks)
         return self._final_norm(x)

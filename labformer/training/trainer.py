@@ -13,9 +13,13 @@ Callbacks (progress bar, figures, a test's Ctrl-C) hook in without the loop know
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,11 +150,13 @@ class Trainer:
         self.history = History()
         self.stopped = False
         self._clock = 0.0
+        self._mid_step = self._interrupted = self._ctrl_c = False
 
     def restore(self) -> None:
         """Continues from ``run_dir``'s checkpoint: weights, optimiser, RNGs, data stream, progress."""
         meta, tensors = load_training_state(self.run_dir / runs.CHECKPOINT, self.task.model, self.optimizer)
-        self.progress = Progress.from_meta(meta, self.task.eval_every, self.schedule)
+        self.progress = progress = Progress.from_meta(meta, self.task.eval_every, self.schedule)
+        progress.running = {name: progress.running.get(name, 0.0) for name in RUNNING + self.task.sums}
         self.history = History(meta["history"])
         self.task.restore_stream(self.progress.step, tensors)
 
@@ -159,35 +165,68 @@ class Trainer:
         self.stopped = True
 
     def fit(self) -> Progress:
-        """Trains until ``task.total_steps`` (or the time limit, or :meth:`stop`); returns the progress."""
+        """Trains until ``task.total_steps`` (or the time limit, or :meth:`stop`); returns the progress.
+
+        A Ctrl-C is acted on once the current step is done (every process at the same step): the
+        checkpoint then holds a whole step, so resuming gives exactly the uninterrupted run. A second
+        Ctrl-C stops at once, keeping the last checkpoint.
+        """
         task, progress = self.task, self.progress
         trained = self.cluster.wrap(maybe_compile(task.model, self.compile, self.device), self.device)
         local = self.cluster.local_slice(task.batch_size)
         task.model.train()
         try:
-            if progress.step > progress.evaluated_at and self._evaluation_due(progress.step):
-                self._evaluate()  # the run was interrupted during this evaluation: do it now
-                self._save()
-            self._clock = time.perf_counter()
-            while progress.step < task.total_steps and not self.stopped:
-                self._step(trained, local)
-                out_of_time = self._out_of_time()
-                evaluate = self._evaluation_due(progress.step) or out_of_time
-                if evaluate or (self.checkpoint_every and progress.step % self.checkpoint_every == 0):
-                    self._fold_clock()
-                    if evaluate:
-                        self._evaluate()
+            with self._ctrl_c_after_the_step():
+                if progress.step > progress.evaluated_at and self._evaluation_due(progress.step):
+                    self._evaluate()  # the run was interrupted during this evaluation: do it now
                     self._save()
-                    self._clock = time.perf_counter()
-                self.stopped |= out_of_time
+                self._clock = time.perf_counter()
+                while progress.step < task.total_steps and not self.stopped:
+                    self._step(trained, local)
+                    out_of_time = self._out_of_time()
+                    evaluate = self._evaluation_due(progress.step) or out_of_time
+                    if evaluate or (self.checkpoint_every and progress.step % self.checkpoint_every == 0):
+                        self._fold_clock()
+                        if evaluate:
+                            self._evaluate()
+                        self._save()
+                        self._clock = time.perf_counter()
+                    self.stopped |= out_of_time
+                    if self._interrupted:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
-            self._fold_clock()
-            self._save()
+            if not self._mid_step:
+                self._fold_clock()
+                self._save()
             raise
         finally:
             for callback in self.callbacks:
                 callback.on_close(self)
         return progress
+
+    @contextlib.contextmanager
+    def _ctrl_c_after_the_step(self) -> Iterator[None]:
+        """While training, a first SIGINT only raises a flag (shared over processes with the step's sums)."""
+        self._interrupted = self._ctrl_c = False
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN,
+            None,
+        ):
+            yield
+            return
+
+        def note(signum: int, frame: Any) -> None:
+            if self._ctrl_c:
+                raise KeyboardInterrupt
+            self._ctrl_c = True
+            if self.cluster.is_main:
+                tqdm.write("Ctrl-C: stopping after this step (press it again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def finish(self) -> dict[str, Any]:
         """Loads the best weights, asks the task for the metrics and (rank 0) writes them with the
@@ -205,6 +244,7 @@ class Trainer:
 
     def _step(self, trained: nn.Module, local: slice) -> None:
         progress, task = self.progress, self.task
+        self._mid_step = True
         lr = self._learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -217,7 +257,8 @@ class Trainer:
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip, foreach=True)
         count = targets.shape[0]
-        values = self.cluster.sum([loss.item() * count, count, *(s.item() for s in sums)], self.device)
+        values = self.cluster.sum([loss.item() * count, count, *(s.item() for s in sums), self._ctrl_c], self.device)
+        values, self._interrupted = values[:-1], values[-1] > 0
         if not math.isfinite(values[0]):
             raise ValueError(
                 f"the loss became {values[0] / values[1]} at {task.where(progress.step)}; lower --lr (now "
@@ -228,6 +269,7 @@ class Trainer:
             progress.running[name] += value
         progress.step += 1
         progress.lr = lr
+        self._mid_step = False
         for callback in self.callbacks:
             callback.on_step(self)
 
