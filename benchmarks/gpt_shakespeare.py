@@ -12,19 +12,24 @@ block 256).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timing import machine_line, print_table
+from timing import machine_line, print_table, train_steps_per_second
 from torch import nn
 
 from labformer.data.text import load_text
 from labformer.models.gpt import GPT, GPTConfig
-from labformer.training.language import PRESETS
-from labformer.training.optim import build_optimizer, learning_rate
+from labformer.training.language import LanguageTask
+from labformer.training.optim import Schedule, build_optimizer
+from labformer.training.recipes import GPT_PRESETS, LanguageConfig
+from labformer.training.trainer import Trainer
 
 
 class ReferenceBlock(nn.Module):
@@ -68,51 +73,34 @@ class ReferenceGPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def train_for(model: nn.Module, data, *, block: int, batch: int, lr: float, budget: float, steps_hint: int) -> dict:
-    """Trains for ``budget`` seconds (cosine over ``steps_hint`` steps); returns tokens/s and val loss."""
-    optimizer = build_optimizer(model, lr, 0.1, betas=(0.9, 0.99))
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < budget:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(
-                steps, base_lr=lr, total_steps=steps_hint, warmup_steps=100, schedule="cosine", min_ratio=0.1
-            )
-        x, y = data.batch("train", batch, block, generator)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        steps += 1
-    seconds = time.perf_counter() - started
-    model.eval()
-    evaluation = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        val = (
-            sum(
-                F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
-                for x, y in (data.batch("val", batch, block, evaluation) for _ in range(50))
-            )
-            / 50
-        )
-    return {"steps": steps, "tokens_per_second": steps * batch * block / seconds, "val_loss": val}
+def trainer(model: nn.Module, data, config: LanguageConfig, block: int, run_dir: str) -> Trainer:
+    """labformer's Trainer (what ``labformer train gpt`` runs) around any next-token model."""
+    task = LanguageTask(model, data, config, block, torch.device("cpu"))
+    optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99))
+    schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
+    return Trainer(
+        task, optimizer, schedule, run_dir=Path(run_dir), device=torch.device("cpu"), grad_clip=config.grad_clip,
+        time_limit=config.time_limit,
+    )  # fmt: skip
 
 
-def throughput(model: nn.Module, data, *, block: int, batch: int, steps: int = 20) -> float:
-    optimizer = build_optimizer(model, 1e-3, 0.1)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for i in range(steps + 3):
-        if i == 3:
-            started = time.perf_counter()
-        x, y = data.batch("train", batch, block, generator)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return steps * batch * block / (time.perf_counter() - started)
+def train_for(model: nn.Module, data, config: LanguageConfig, block: int) -> dict:
+    """Trains for ``config.time_limit`` seconds (cosine over ``config.iters`` steps, or the clock if sooner);
+    returns tokens/s and the validation loss over ``eval_iters`` batches at the end."""
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = trainer(model, data, config, block, run_dir)
+        progress = run.fit()
+        val = run.history.rows[-1]["val_loss"]
+    tokens = progress.step * config.batch_size * block
+    return {"steps": progress.step, "tokens_per_second": tokens / progress.train_seconds, "val_loss": val}
+
+
+def throughput(model: nn.Module, data, config: LanguageConfig, block: int, steps: int = 30) -> float:
+    """Training tokens/s through the Trainer (the first 3 steps and the final evaluation not counted)."""
+    short = dataclasses.replace(config, iters=steps + 3, eval_interval=steps + 3, eval_iters=1, time_limit=None)
+    with tempfile.TemporaryDirectory() as run_dir:
+        return config.batch_size * block * train_steps_per_second(trainer(model, data, short, block, run_dir))
 
 
 def main() -> None:
@@ -120,9 +108,10 @@ def main() -> None:
     parser.add_argument("--text", help="corpus (default: Tiny Shakespeare)")
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model (default 120)")
     args = parser.parse_args()
-    preset_model, preset_train = PRESETS["cpu"]
+    preset_model, preset_train = GPT_PRESETS["cpu"]
     dim, depth, heads = preset_model["dim"], preset_model["depth"], preset_model["num_heads"]
     block, batch, lr = preset_model["block_size"], preset_train["batch_size"], preset_train["lr"]
+    recipe = LanguageConfig(**{**preset_train, "seed": 0, "eval_iters": 50, "device": "cpu", "amp": "none"})
     data = load_text(args.text, block_size=256)
     vocab = len(data.tokenizer)
     rows = []
@@ -141,8 +130,8 @@ def main() -> None:
     # Throughput: 5 interleaved rounds of 30 steps (drift on a shared machine hits both), medians.
     rates = {"labformer": [], "reference": []}
     for _ in range(5):
-        rates["labformer"].append(throughput(ours, data, block=block, batch=batch, steps=30))
-        rates["reference"].append(throughput(reference, data, block=block, batch=batch, steps=30))
+        rates["labformer"].append(throughput(ours, data, recipe, block))
+        rates["reference"].append(throughput(reference, data, recipe, block))
     ours_rate, reference_rate = statistics.median(rates["labformer"]), statistics.median(rates["reference"])
     rows.append(
         [
@@ -155,10 +144,9 @@ def main() -> None:
     )
     ours, reference = models()
     steps_hint = int(args.budget * reference_rate / (batch * block))
-    ours_run = train_for(ours, data, block=block, batch=batch, lr=lr, budget=args.budget, steps_hint=steps_hint)
-    reference_run = train_for(
-        reference, data, block=block, batch=batch, lr=lr, budget=args.budget, steps_hint=steps_hint
-    )
+    timed = dataclasses.replace(recipe, iters=steps_hint, eval_interval=steps_hint, time_limit=args.budget)
+    ours_run = train_for(ours, data, timed, block)
+    reference_run = train_for(reference, data, timed, block)
     rows.append(
         [
             f"val loss after {args.budget:.0f}s",
@@ -172,7 +160,7 @@ def main() -> None:
     # Generation at block 256 with the lab's model (preset "lab": 6 layers, 6 heads, d = 384): 500 new
     # tokens from a 1-token prompt, batch 1.
     torch.manual_seed(0)
-    lab_model = {k: v for k, v in PRESETS["lab"][0].items() if k != "dropout"}
+    lab_model = {k: v for k, v in GPT_PRESETS["lab"][0].items() if k != "dropout"}
     generator_model = GPT(GPTConfig(vocab_size=vocab, **lab_model)).eval()
     prompt = torch.zeros(1, 1, dtype=torch.long)
     speeds = {}

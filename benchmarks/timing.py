@@ -54,3 +54,23 @@ def machine_line() -> str:
     from labformer.training.runtime import cpu_info
 
     return f"CPU: {cpu_info()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def train_steps_per_second(trainer, skip: int = 3) -> float:
+    """Runs ``trainer.fit()`` and returns its optimiser steps per second, not counting the first ``skip``
+    steps (warm-up) nor the evaluation at the end."""
+    from labformer.training.callbacks import Callback
+
+    class Clock(Callback):
+        times: list[float] = []
+
+        def on_step(self, trainer) -> None:
+            self.times.append(time.perf_counter())
+
+    clock = Clock()
+    clock.times = []
+    trainer.callbacks.append(clock)
+    trainer.fit()
+    trainer.callbacks.remove(clock)
+    times = clock.times[skip:]
+    return (len(times) - 1) / (times[-1] - times[0])

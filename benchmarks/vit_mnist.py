@@ -15,19 +15,23 @@ run. Throughputs are given for both backends of labformer's ViT.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
-import time
+import tempfile
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from timing import machine_line, median_seconds, print_table
+from timing import machine_line, median_seconds, print_table, train_steps_per_second
 from torch import nn
 
 from labformer.data import load_mnist
 from labformer.models.vit import ViT
-from labformer.training.classify import ClassifyConfig, EpochBatches, preset_configs
-from labformer.training.optim import build_optimizer, learning_rate
+from labformer.training.callbacks import Callback
+from labformer.training.classify import ClassifyConfig, ClassifyTask
+from labformer.training.optim import Schedule, build_optimizer
+from labformer.training.recipes import vit_configs
+from labformer.training.trainer import Trainer
 
 
 def reference_vit() -> nn.Module:
@@ -55,18 +59,26 @@ def training_flops_per_image(model: nn.Module, image: torch.Tensor) -> float:
     return 3 * counter.get_total_flops() / image.shape[0]
 
 
-def train_images_per_second(model: nn.Module, batch: int, lr: float) -> float:
-    optimizer = build_optimizer(model, lr, 0.0)
-    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    model.train()
+def trainer(model: nn.Module, data, config: ClassifyConfig, run_dir: str, callbacks=()) -> Trainer:
+    """labformer's Trainer (what ``labformer train vit`` runs) around any image classifier, in float32."""
+    config = dataclasses.replace(config, amp="none", device="cpu")
+    task = ClassifyTask(model, data, config, torch.device("cpu"))
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    warmup = round(config.warmup_epochs * task.eval_every)
+    schedule = Schedule(config.lr, task.total_steps, warmup, config.schedule, config.min_lr_ratio)
+    return Trainer(
+        task, optimizer, schedule, run_dir=Path(run_dir), device=torch.device("cpu"), grad_clip=config.grad_clip,
+        callbacks=list(callbacks),
+    )  # fmt: skip
 
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
-    return batch / median_seconds(step, repeats=15, warmup=3)
+def train_images_per_second(model: nn.Module, data, config: ClassifyConfig, steps: int = 18) -> float:
+    """Training images/s through the Trainer (real batches, augmentation, clipping, schedule), steps 4-18."""
+    small = dataclasses.replace(config, epochs=1, train_size=steps * config.batch_size)
+    subset = dataclasses.replace(data, train=data.train.subset(slice(0, steps * config.batch_size)))
+    subset = dataclasses.replace(subset, val=subset.val.subset(slice(0, 100)))
+    with tempfile.TemporaryDirectory() as run_dir:
+        return config.batch_size * train_steps_per_second(trainer(model, subset, small, run_dir))
 
 
 @torch.no_grad()
@@ -88,48 +100,28 @@ def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 
 
 def time_to_accuracy(build, data, config: ClassifyConfig, budget: float) -> dict:
-    """Trains like ``labformer train vit`` (same seed, initialisation, batches, augmentation, optimiser and
-    schedule), scoring the test set after each epoch (not counted as training time)."""
-    torch.manual_seed(config.seed)
-    model = build()
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    """Trains like ``labformer train vit`` (the same Trainer, seed, initialisation, batches, augmentation,
+    optimiser and schedule), scoring the test set after each epoch (not counted as training time)."""
     test_x = data.normalize(data.test.images)
-    steps_per_epoch = len(data.train) // config.batch_size
-    total = steps_per_epoch * config.epochs
     reached: dict[float, tuple[float, int]] = {}
-    elapsed, accuracies = 0.0, []
-    device = torch.device("cpu")
-    for epoch in range(config.epochs):
-        started = time.perf_counter()
-        batches = EpochBatches(data, config, epoch, device)
-        model.train()
-        for i in range(steps_per_epoch):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(
-                    epoch * steps_per_epoch + i,
-                    base_lr=config.lr,
-                    total_steps=total,
-                    warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-                    schedule=config.schedule,
-                    min_ratio=config.min_lr_ratio,
-                )
-            images, labels = batches.batch(i)
-            loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-        elapsed += time.perf_counter() - started
-        accuracy = test_accuracy(model, test_x, data.test.labels)
-        accuracies.append(accuracy)
-        print(f"  epoch {epoch + 1}: {elapsed:.0f}s, test accuracy {accuracy:.2%}", flush=True)
-        for target in (0.98, 0.99):
-            if accuracy >= target and target not in reached:
-                reached[target] = (elapsed, epoch + 1)
-        if elapsed > budget:
-            break
-    return {"reached": reached, "final": accuracies[-1], "seconds": elapsed, "epochs": len(accuracies)}
+    accuracies: list[float] = []
+
+    class ScoreTest(Callback):
+        def on_evaluation(self, trainer: Trainer, row: dict) -> None:
+            seconds, epoch = trainer.progress.train_seconds, int(row["epoch"])
+            accuracies.append(test_accuracy(trainer.task.model, test_x, data.test.labels))
+            print(f"  epoch {epoch}: {seconds:.0f}s, test accuracy {accuracies[-1]:.2%}", flush=True)
+            for target in (0.98, 0.99):
+                if accuracies[-1] >= target and target not in reached:
+                    reached[target] = (seconds, epoch)
+            if seconds > budget:
+                trainer.stop()
+
+    torch.manual_seed(config.seed)
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = trainer(build(), data, config, run_dir, [ScoreTest()])
+        seconds = run.fit().train_seconds
+    return {"reached": reached, "final": accuracies[-1], "seconds": seconds, "epochs": len(accuracies)}
 
 
 def main() -> None:
@@ -144,15 +136,15 @@ def main() -> None:
     candidates = []
     for preset in ("fast", "lab"):
         for backend in ("labformer", "torch"):
-            model_config, train_config = preset_configs(preset, "mnist", {"backend": backend}, {})
+            model_config, train_config = vit_configs(preset, "mnist", {"backend": backend}, {})
             candidates.append((f"{preset} ({backend})", lambda c=model_config: ViT(c), train_config))
-    lab_train = preset_configs("lab", "mnist", {}, {})[1]
+    lab_train = vit_configs("lab", "mnist", {}, {})[1]
     candidates.append(("reference vit-pytorch", reference_vit, lab_train))
     for name, build, train_config in candidates:
         torch.manual_seed(0)
         model = build()
         flops = training_flops_per_image(model, torch.randn(8, 1, 28, 28))
-        rate = train_images_per_second(model, train_config.batch_size, train_config.lr)
+        rate = train_images_per_second(model, data, train_config)
         per_second, latency = inference(model)
         rows.append(
             [
