@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from labformer import io
 from labformer.training.callbacks import Callback
 from labformer.training.optim import Schedule, build_optimizer
-from labformer.training.trainer import Progress, Trainer
+from labformer.training.progress import Progress
+from labformer.training.trainer import Trainer
 
 
 class LineTask:

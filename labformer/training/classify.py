@@ -19,14 +19,15 @@ from torch import Tensor, nn
 from labformer import io, runs
 from labformer.data import Augment, ImageData, load_images
 from labformer.models.vit import ViT, ViTConfig
-from labformer.training.callbacks import Callback, ProgressBar
+from labformer.training.callbacks import Callback
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.optim import Schedule, build_optimizer
+from labformer.training.progress import Progress
 from labformer.training.recipes import VIT_PRESETS as PRESETS
 from labformer.training.recipes import ClassifyConfig
 from labformer.training.recipes import vit_configs as preset_configs
 from labformer.training.runtime import autocast
-from labformer.training.trainer import Progress, Trainer, open_run
+from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
     "PRESETS",
@@ -236,54 +237,33 @@ def train_classifier(
     ``callbacks`` hook into the loop, e.g. ``labformer.plots.ClassifierFigures()`` draws the figures.
     Launched by ``torchrun``, every process trains a slice of each global batch (DDP); rank 0 writes.
     """
-    args = (model_config, config, out, resume, preset, data, progress, callbacks)
-    return run_on_cluster(config.device, _train, *args)
 
+    def train(cluster: Cluster, device: torch.device) -> dict[str, Any]:
+        nonlocal model_config, config, preset, data
+        run_dir, saved, config = open_run(
+            cluster, device, "vit", config, out=out, resume=resume, name=f"vit-{config.dataset}"
+        )
+        if saved is not None:
+            model_config, preset = ViTConfig.from_dict(saved["model"]), saved.get("preset")
+        assert model_config is not None
+        data = data or load_data(config)
+        torch.manual_seed(config.seed)
+        task = ClassifyTask(ViT(model_config).to(device), data, config, device)
+        optimizer = build_optimizer(task.model, config.lr, config.weight_decay)
+        warmup = round(config.warmup_epochs * task.eval_every)
+        schedule = Schedule(config.lr, task.total_steps, warmup, config.schedule, config.min_lr_ratio)
+        trainer = Trainer.for_config(
+            task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
+            callbacks=callbacks,
+        )  # fmt: skip
+        if saved is not None:
+            trainer.restore()
+        elif cluster.is_main:
+            record = {"kind": "vit", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
+            io.write_json(
+                run_dir / runs.CONFIG, {**record, "classes": data.classes, "mean": data.mean, "std": data.std}
+            )
+        trainer.fit()
+        return trainer.finish()
 
-def _train(
-    cluster: Cluster,
-    device: torch.device,
-    model_config: ViTConfig | None,
-    config: ClassifyConfig,
-    out: str | Path | None,
-    resume: str | Path | None,
-    preset: str | None,
-    data: ImageData | None,
-    progress: bool,
-    callbacks: list[Callback] | tuple[Callback, ...],
-) -> dict[str, Any]:
-    run_dir, saved, config = open_run(
-        cluster, device, "vit", config, out=out, resume=resume, name=f"vit-{config.dataset}"
-    )
-    if saved is not None:
-        model_config, preset = ViTConfig.from_dict(saved["model"]), saved.get("preset")
-    assert model_config is not None
-    data = data or load_data(config)
-    torch.manual_seed(config.seed)
-    task = ClassifyTask(ViT(model_config).to(device), data, config, device)
-    trainer = Trainer(
-        task,
-        build_optimizer(task.model, config.lr, config.weight_decay),
-        Schedule(
-            config.lr,
-            task.total_steps,
-            round(config.warmup_epochs * task.eval_every),
-            config.schedule,
-            config.min_lr_ratio,
-        ),
-        run_dir=run_dir,
-        device=device,
-        amp=config.amp,
-        compile=config.compile,
-        grad_clip=config.grad_clip,
-        checkpoint_every=config.checkpoint_every,
-        cluster=cluster,
-        callbacks=[*([ProgressBar()] if progress and cluster.is_main else []), *callbacks],
-    )
-    if saved is not None:
-        trainer.restore()
-    elif cluster.is_main:
-        record = {"kind": "vit", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
-        io.write_json(run_dir / runs.CONFIG, {**record, "classes": data.classes, "mean": data.mean, "std": data.std})
-    trainer.fit()
-    return trainer.finish()
+    return run_on_cluster(config.device, train)

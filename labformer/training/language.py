@@ -18,14 +18,15 @@ from torch import Tensor, nn
 from labformer import io, runs
 from labformer.data.text import CharTokenizer, TextData, load_text
 from labformer.models.gpt import GPT, GPTConfig
-from labformer.training.callbacks import Callback, ProgressBar
+from labformer.training.callbacks import Callback
 from labformer.training.distributed import Cluster, run_on_cluster
 from labformer.training.optim import Schedule, build_optimizer
+from labformer.training.progress import Progress
 from labformer.training.recipes import GPT_PRESETS as PRESETS
 from labformer.training.recipes import LanguageConfig
 from labformer.training.recipes import gpt_configs as preset_configs
 from labformer.training.runtime import autocast
-from labformer.training.trainer import Progress, Trainer, open_run
+from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
     "PRESETS",
@@ -162,53 +163,35 @@ def train_language_model(
     ``callbacks`` hook into the loop, e.g. ``labformer.plots.CurveFigure()`` draws the loss curves.
     Launched by ``torchrun``, every process trains a slice of each global batch (DDP); rank 0 writes.
     """
-    args = (model_values, config, out, resume, preset, progress, callbacks)
-    return run_on_cluster(config.device, _train, *args)
 
+    def train(cluster: Cluster, device: torch.device) -> dict[str, Any]:
+        nonlocal config, preset
+        run_dir, saved, config = open_run(cluster, device, "gpt", config, out=out, resume=resume, name="gpt")
+        if saved is not None:
+            tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
+            data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
+            model_config, preset = GPTConfig.from_dict(saved["model"]), saved.get("preset")
+        else:
+            data = load_text(config.text, block_size=model_values["block_size"])
+            model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
+        torch.manual_seed(config.seed)
+        task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
+        optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas=(0.9, 0.99))
+        schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
+        trainer = Trainer.for_config(
+            task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
+            callbacks=callbacks,
+        )  # fmt: skip
+        if saved is not None:
+            trainer.restore()
+        elif cluster.is_main:
+            record = {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
+            io.write_json(run_dir / runs.CONFIG, record)
+            io.write_json(run_dir / runs.VOCAB, data.tokenizer.chars)
+        trainer.fit()
+        return trainer.finish()
 
-def _train(
-    cluster: Cluster,
-    device: torch.device,
-    model_values: dict,
-    config: LanguageConfig,
-    out: str | Path | None,
-    resume: str | Path | None,
-    preset: str | None,
-    progress: bool,
-    callbacks: list[Callback] | tuple[Callback, ...],
-) -> dict[str, Any]:
-    run_dir, saved, config = open_run(cluster, device, "gpt", config, out=out, resume=resume, name="gpt")
-    if saved is not None:
-        tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
-        data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
-        model_config, preset = GPTConfig.from_dict(saved["model"]), saved.get("preset")
-    else:
-        data = load_text(config.text, block_size=model_values["block_size"])
-        model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
-    torch.manual_seed(config.seed)
-    task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
-    trainer = Trainer(
-        task,
-        build_optimizer(task.model, config.lr, config.weight_decay, betas=(0.9, 0.99)),
-        Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio),
-        run_dir=run_dir,
-        device=device,
-        amp=config.amp,
-        compile=config.compile,
-        grad_clip=config.grad_clip,
-        checkpoint_every=config.checkpoint_every,
-        time_limit=config.time_limit,
-        cluster=cluster,
-        callbacks=[*([ProgressBar()] if progress and cluster.is_main else []), *callbacks],
-    )
-    if saved is not None:
-        trainer.restore()
-    elif cluster.is_main:
-        record = {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
-        io.write_json(run_dir / runs.CONFIG, record)
-        io.write_json(run_dir / runs.VOCAB, data.tokenizer.chars)
-    trainer.fit()
-    return trainer.finish()
+    return run_on_cluster(config.device, train)
 
 
 def next_token_loss(model: nn.Module, tokens: Tensor, targets: Tensor) -> Tensor:

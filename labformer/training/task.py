@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from labformer.training.trainer import Progress, Trainer
+    from labformer.training.progress import Progress
+    from labformer.training.trainer import Trainer
 
 __all__ = ["Task"]
 

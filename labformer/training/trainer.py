@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,57 +29,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labformer import io, runs
-from labformer.training.callbacks import Callback
+from labformer.training.callbacks import Callback, ProgressBar
 from labformer.training.checkpoint import load_training_state, read_resumable_run, save_training_state
 from labformer.training.distributed import Cluster
 from labformer.training.history import History
 from labformer.training.optim import Schedule
+from labformer.training.progress import RUNNING, Progress
 from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
 from labformer.training.task import Task
 
-__all__ = ["Progress", "Trainer", "open_run"]
-
-RUNNING = ("loss_sum", "count")  # summed over the steps since the last evaluation, before a task's own sums
-
-
-@dataclass
-class Progress:
-    """Where training stands: the one state every checkpoint saves."""
-
-    step: int = 0  # optimiser steps completed
-    best: float | None = None  # best value of the task's monitored column so far
-    train_seconds: float = 0.0  # training time (evaluations and saves not counted)
-    interval_seconds: float = 0.0  # training time since the last evaluation
-    evaluated_at: int = 0  # the step of the last evaluation
-    lr: float = 0.0  # the learning rate of the last step
-    running: dict[str, float] = field(default_factory=dict)  # sums since the last evaluation
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], eval_every: int, schedule: Schedule) -> Progress:
-        """Reads the progress of a checkpoint, including the two formats of labformer before the Trainer:
-        the ViT's (epochs, steps within the epoch) and the GPT's (step, best_val_loss at the top level)."""
-        saved = meta.get("progress")
-        if saved is not None and "epoch" not in saved:
-            return cls(**saved)
-        if saved is not None:  # ViT before the Trainer: saved after an epoch's evaluation or within an epoch
-            step = saved["epoch"] * eval_every + saved["step"]
-            return cls(
-                step=step,
-                best=saved["best_val_accuracy"] if saved["best_val_accuracy"] >= 0 else None,
-                train_seconds=saved["train_seconds"] + saved["epoch_seconds"],
-                interval_seconds=saved["epoch_seconds"],
-                evaluated_at=saved["epoch"] * eval_every,
-                lr=schedule.at(max(step - 1, 0)),
-                running={name: saved[name] for name in ("loss_sum", "count", "correct")},
-            )
-        rows, best = meta["history"], meta["best_val_loss"]  # GPT before the Trainer
-        return cls(
-            step=meta["step"],
-            best=best if math.isfinite(best) else None,
-            train_seconds=meta["train_seconds"],
-            evaluated_at=int(rows[-1]["step"]) if rows else 0,
-            lr=schedule.at(max(meta["step"] - 1, 0)),
-        )
+__all__ = ["Trainer", "open_run"]
 
 
 def open_run(
@@ -151,6 +110,29 @@ class Trainer:
         self.stopped = False
         self._clock = 0.0
         self._mid_step = self._interrupted = self._ctrl_c = False
+
+    @classmethod
+    def for_config(
+        cls,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        config: Any,
+        *,
+        run_dir: Path,
+        device: torch.device,
+        cluster: Cluster,
+        progress: bool = True,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
+    ) -> Trainer:
+        """A Trainer with a training config's run-time settings (amp, compile, grad_clip, checkpoint_every
+        and, where it has one, time_limit) and, when ``progress``, a progress bar on rank 0."""
+        bar = [ProgressBar()] if progress and cluster.is_main else []
+        return cls(
+            task, optimizer, schedule, run_dir=run_dir, device=device, amp=config.amp, compile=config.compile,
+            grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
+            time_limit=getattr(config, "time_limit", None), cluster=cluster, callbacks=[*bar, *callbacks],
+        )  # fmt: skip
 
     def restore(self) -> None:
         """Continues from ``run_dir``'s checkpoint: weights, optimiser, RNGs, data stream, progress."""
