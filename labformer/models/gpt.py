@@ -7,6 +7,7 @@ Token ids (B, T) → embedding (B, T, D) + position → pre-norm encoder layers,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,6 +113,21 @@ class GPT(nn.Module):
         cache is rebuilt from them. ``use_cache=False`` recomputes every step over the same windows,
         so both give the same tokens for the same ``generator``.
         """
+        new = list(self.stream(idx, max_new_tokens, temperature, top_k, use_cache=use_cache, generator=generator))
+        return torch.cat([idx, *new], dim=1)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        *,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[Tensor]:
+        """Yields the new tokens (B, 1) one at a time, as :meth:`generate` samples them (same arguments)."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive; got {temperature}")
         if top_k is not None and top_k <= 0:
@@ -123,20 +139,23 @@ class GPT(nn.Module):
         block, keep = self.config.block_size, max(1, self.config.block_size // 2)
         start = max(0, idx.shape[1] - block)  # the window is idx[:, start:]
         caches: list[KVCache] | None = None
-        for _ in range(max_new_tokens):
-            if idx.shape[1] - start > block:
-                start = idx.shape[1] - keep
-                caches = None
-            if not use_cache:
-                logits = self(idx[:, start:])[:, -1]
-            elif caches is None:  # (re)fill the cache with the window
-                caches = [KVCache() for _ in self.encoder.layers]
-                logits = self(idx[:, start:], caches)[:, -1]
-            else:
-                logits = self(idx[:, -1:], caches)[:, -1]
-            idx = torch.cat([idx, _sample(logits.float(), temperature, top_k, generator)], dim=1)
-        self.train(was_training)
-        return idx
+        try:
+            for _ in range(max_new_tokens):
+                if idx.shape[1] - start > block:
+                    start = idx.shape[1] - keep
+                    caches = None
+                if not use_cache:
+                    logits = self(idx[:, start:])[:, -1]
+                elif caches is None:  # (re)fill the cache with the window
+                    caches = [KVCache() for _ in self.encoder.layers]
+                    logits = self(idx[:, start:], caches)[:, -1]
+                else:
+                    logits = self(idx[:, -1:], caches)[:, -1]
+                token = _sample(logits.float(), temperature, top_k, generator)
+                idx = torch.cat([idx, token], dim=1)
+                yield token
+        finally:
+            self.train(was_training)
 
 
 def _sample(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:

@@ -42,7 +42,7 @@ class ClassifyConfig(JsonConfig):
     amp: Literal["auto", "none", "bf16"] = setting("auto", AMP_HELP)
     compile: bool = setting(False, "torch.compile the model")
     eval_batch_size: int = setting(1024, "images per batch when scoring")
-    checkpoint_every: int = setting(0, "also checkpoint every N steps within an epoch (0: at epoch ends only)")
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)")
 
     def __post_init__(self) -> None:
         require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
