@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
-import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from labformer.attention import record_attention
+from labformer.attention import attention_rollout
 from labformer.io import atomic_write
+from labformer.models.vit import vit_attention_maps
 from labformer.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -101,34 +100,6 @@ def plot_mistakes(data: ImageData, evaluation: Evaluation, count: int = 24) -> F
     figure.suptitle("worst-classified test images")
     figure.tight_layout()
     return figure
-
-
-def attention_rollout(maps: list[Tensor]) -> Tensor:
-    """Abnar & Zuidema (2020): product over layers of (head-mean attention + identity), rows renormalised.
-
-    maps: per layer (B, H, T, T) -> (B, T, T).
-    """
-    rollout = None
-    for weights in maps:
-        attention = weights.mean(1)  # (B, T, T)
-        attention = attention + torch.eye(attention.shape[-1], device=attention.device)
-        attention = attention / attention.sum(-1, keepdim=True)
-        rollout = attention if rollout is None else attention @ rollout
-    assert rollout is not None
-    return rollout
-
-
-@torch.no_grad()
-def vit_attention_maps(model: ViT, images: Tensor) -> list[Tensor]:
-    """Per-layer (B, H, T, T) attention of a ViT on normalised images (either backend)."""
-    if model.config.backend != "labformer":  # same weights, labformer layers expose their attention
-        labformer_model = type(model)(dataclasses.replace(model.config, backend="labformer"))
-        labformer_model.load_state_dict(model.state_dict())
-        model = labformer_model.to(images.device)
-    model.eval()
-    with record_attention(model) as maps:
-        model(images)
-    return maps
 
 
 def plot_vit_attention(model: ViT, data: ImageData, count: int = 4) -> Figure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,17 @@ def _mnist_like(grey: np.ndarray, size: int) -> np.ndarray:
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def load_image(path: Path, *, channels: int, size: int, mnist_style: bool) -> Tensor:
-    """An image file as uint8 (C, size, size), ready for the data set's normalisation."""
+def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: bool) -> Tensor:
+    """An image file (a path, or its bytes) as uint8 (C, size, size), ready for the data set's normalisation."""
+    name = "the image" if isinstance(source, bytes) else f"image {source}"
     try:
-        with Image.open(path) as image:
+        with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
             picture = image.convert("L" if channels == 1 else "RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+        raise FileNotFoundError(f"{name} not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read {name}: {error}") from None
     if channels == 1 and mnist_style:
         return torch.from_numpy(_mnist_like(np.asarray(picture), size))[None]
     resized = np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)

@@ -118,3 +118,33 @@ def shakespeare() -> Path:
     if not SHARED_SHAKESPEARE.exists():
         pytest.skip("the shared Tiny Shakespeare copy is not present")
     return SHARED_SHAKESPEARE
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The pretrained models behind a test client (no run directory given, none under runs/)."""
+    lab = tmp_path_factory.mktemp("lab")
+    from labformer.serve import load_app
+
+    app, chosen = load_app([], lab_dir=lab, runs_root=lab / "no-runs")
+    from starlette.testclient import TestClient
+
+    return TestClient(app), chosen, lab
+
+
+@pytest.fixture(scope="module")
+def live_server(served):
+    """The app on a real port (uvicorn in a thread), for concurrent clients and the browser tests."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(served[0].app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        threading.Event().wait(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

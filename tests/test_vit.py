@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from labformer import record_attention
+from labformer.attention import attention_rollout
 from labformer.models.vit import ViT, ViTConfig
-from labformer.plots import attention_rollout
 
 SMALL = dict(image_size=28, channels=1, patch_size=7, dim=32, depth=2, num_heads=4, mlp_dim=64)
 

@@ -12,10 +12,11 @@ and in the gradient.
 from labformer.attention.cache import KVCache
 from labformer.attention.functional import attention_weights, merge_masks, scaled_dot_product_attention
 from labformer.attention.multi_head import MultiHeadAttention
-from labformer.attention.recording import record_attention
+from labformer.attention.recording import attention_rollout, record_attention
 from labformer.attention.teaching import AttentionHead, ConcatHeadsAttention
 
 __all__ = [
+    "attention_rollout",
     "AttentionHead",
     "ConcatHeadsAttention",
     "KVCache",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import Tensor, nn
 
 from labformer.attention.multi_head import MultiHeadAttention
 
-__all__ = ["record_attention"]
+__all__ = ["attention_rollout", "record_attention"]
 
 
 @contextlib.contextmanager
@@ -39,3 +40,18 @@ def record_attention(module: nn.Module) -> Iterator[list[Tensor]]:
     finally:
         for layer in layers:
             layer._recorders.remove(recorder)
+
+
+def attention_rollout(maps: list[Tensor]) -> Tensor:
+    """Abnar & Zuidema (2020): product over layers of (head-mean attention + identity), rows renormalised.
+
+    maps: per layer (B, H, T, T) -> (B, T, T).
+    """
+    rollout = None
+    for weights in maps:
+        attention = weights.mean(1)  # (B, T, T)
+        attention = attention + torch.eye(attention.shape[-1], device=attention.device)
+        attention = attention / attention.sum(-1, keepdim=True)
+        rollout = attention if rollout is None else attention @ rollout
+    assert rollout is not None
+    return rollout

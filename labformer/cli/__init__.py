@@ -101,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
     lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
 
+    serve = commands.add_parser(
+        "serve",
+        help="a local web page: draw a digit and watch every head attend; watch the GPT write",
+        description="Serves ViT and/or GPT runs (default: the newest under runs/, else the pretrained models "
+        "shipped with labformer) at http://localhost:PORT/.",
+    )
+    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="ViT and/or GPT run directories")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--lab", default="lab-report", help="the `labformer lab all` report to show (default: lab-report)"
+    )
+    serve.set_defaults(handler=_serve)
+
     doctor = commands.add_parser(
         "doctor",
         help="versions, CPU features, CUDA, and a float32 vs bf16 training-step timing on this machine",
@@ -109,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from labformer.serve import serve
+
+    serve(args.run_dirs, host=args.host, port=args.port, lab_dir=args.lab)  # uvicorn stops on Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:

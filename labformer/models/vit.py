@@ -6,17 +6,19 @@ Image (B, C, H, W) → patches (B, N, C·p·p) → linear embedding (B, N, D) �
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from labformer.attention import record_attention
 from labformer.config import JsonConfig, require_positive_ints, setting
 from labformer.encoder import Encoder
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
 
-__all__ = ["ViT", "ViTConfig"]
+__all__ = ["ViT", "ViTConfig", "vit_attention_maps"]
 
 
 @dataclass
@@ -137,3 +139,16 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def vit_attention_maps(model: ViT, images: Tensor) -> list[Tensor]:
+    """Per-layer (B, H, T, T) attention of a ViT on normalised images (either backend)."""
+    if model.config.backend != "labformer":  # same weights, labformer layers expose their attention
+        labformer_model = type(model)(dataclasses.replace(model.config, backend="labformer"))
+        labformer_model.load_state_dict(model.state_dict())
+        model = labformer_model.to(images.device)
+    model.eval()
+    with record_attention(model) as maps:
+        model(images)
+    return maps

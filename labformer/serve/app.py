@@ -1,0 +1,183 @@
+"""The web application of ``labformer serve``: three pages and the JSON API they use (Starlette).
+
+Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the GPT write and attend),
+``/lab`` (the ``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
+
+- ``GET /api/health``: the models served, their run directories and metrics.
+- ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction, probabilities, the 28×28 input
+  and the class token's attention per layer and head, with the rollout.
+- ``POST /api/text/generate``: JSON {prompt, tokens, temperature, top_k, seed} -> the generated
+  characters, streamed as plain text while they are sampled.
+- ``POST /api/text/attention``: JSON {text} -> per layer and head the causal attention matrix.
+- ``GET /api/lab``: whether a lab report is there to browse.
+
+Everything the pages load is served from the package: no CDN, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from labformer.serve.models import MAX_TOKENS, DigitModel, TextModel
+
+__all__ = ["MAX_BODY", "create_app"]
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 2 * 1024 * 1024  # bytes: a drawn digit is a few kB, a phone photo well under this
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+def _error(status: int, message: str) -> HTTPException:
+    return HTTPException(status, message)
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused with 413 beyond MAX_BODY (before reading it all when the size is declared)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise _error(413, f"the body is {int(declared):,} bytes; the limit is {MAX_BODY:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _error(413, f"the body is over the limit of {MAX_BODY:,} bytes")
+    return bytes(body)
+
+
+async def _json(request: Request, fields: dict[str, tuple[type, ...]]) -> dict[str, Any]:
+    """The JSON object of the body, with only ``fields`` (name -> accepted types; None allowed if listed)."""
+    body = await _body(request)
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _error(400, f"the body is not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise _error(400, f"the body must be a JSON object; got {type(data).__name__}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise _error(400, f"unknown fields {unknown}; expected some of {sorted(fields)}")
+    for name, value in data.items():
+        types = fields[name]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise _error(400, f"{name} must be {names}; got {json.dumps(value)}")
+    return data
+
+
+def _page(name: str):
+    async def page(request: Request) -> FileResponse:
+        return FileResponse(STATIC / f"{name}.html")
+
+    return page
+
+
+def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path | None = None) -> Starlette:
+    """The application serving ``digits`` and ``text`` (either may be None) and the report in ``lab_dir``."""
+    lab_dir = Path(lab_dir) if lab_dir is not None else None
+
+    def need(model: Any, what: str) -> Any:
+        if model is None:
+            raise _error(404, f"no {what} model is loaded (pass a run directory to labformer serve)")
+        return model
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "digits": digits.describe() if digits else None,
+                "text": text.describe() if text else None,
+            }
+        )
+
+    async def predict(request: Request) -> JSONResponse:
+        model: DigitModel = need(digits, "digits")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in IMAGE_TYPES:
+            raise _error(415, f"send the image as image/png or image/jpeg; got Content-Type {kind or 'none'!r}")
+        image = await _body(request)
+        if not image:
+            raise _error(400, "the body is empty; send the image's bytes")
+        try:
+            return JSONResponse(await run_in_threadpool(model.predict, image))
+        except ValueError as error:
+            raise _error(400, str(error)) from None
+
+    async def generate(request: Request) -> Response:
+        model: TextModel = need(text, "text")
+        fields = {
+            "prompt": (str,),
+            "tokens": (int,),
+            "temperature": (int, float),
+            "top_k": (int, type(None)),
+            "seed": (int, type(None)),
+        }
+        data = await _json(request, fields)
+        prompt, tokens = data.get("prompt", "\n"), data.get("tokens", 300)
+        temperature, top_k, seed = data.get("temperature", 1.0), data.get("top_k"), data.get("seed")
+        if not prompt:
+            raise _error(400, "prompt must not be empty")
+        if not 1 <= tokens <= MAX_TOKENS:
+            raise _error(400, f"tokens must be between 1 and {MAX_TOKENS}; got {tokens}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise _error(400, f"temperature must be positive; got {temperature}")
+        if top_k is not None and top_k <= 0:
+            raise _error(400, f"top_k must be positive or null; got {top_k}")
+        if seed is not None and not 0 <= seed < 2**63:
+            raise _error(400, f"seed must be between 0 and 2**63 - 1; got {seed}")
+        try:
+            characters = model.stream(prompt, tokens, float(temperature), top_k, seed)
+        except ValueError as error:
+            raise _error(400, str(error)) from None
+        return StreamingResponse(characters, media_type="text/plain; charset=utf-8")
+
+    async def attention(request: Request) -> JSONResponse:
+        model: TextModel = need(text, "text")
+        data = await _json(request, {"text": (str,)})
+        if not data.get("text"):
+            raise _error(400, "text must be a non-empty string")
+        try:
+            return JSONResponse(await run_in_threadpool(model.attention, data["text"]))
+        except ValueError as error:
+            raise _error(400, str(error)) from None
+
+    async def lab(request: Request) -> JSONResponse:
+        available = lab_dir is not None and (lab_dir / "report.html").is_file()
+        where = lab_dir or Path("lab-report")
+        message = (
+            f"the report in {where}"
+            if available
+            else f"no lab report in {where}: build it with `labformer lab all --out {where}`, then reload"
+        )
+        return JSONResponse(
+            {"available": available, "report": "/lab/report/report.html" if available else None, "message": message}
+        )
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
+        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+
+    routes = [
+        Route("/", lambda request: RedirectResponse("/digits")),
+        Route("/digits", _page("digits")),
+        Route("/text", _page("text")),
+        Route("/lab", _page("lab")),
+        Route("/api/health", health),
+        Route("/api/digits/predict", predict, methods=["POST"]),
+        Route("/api/text/generate", generate, methods=["POST"]),
+        Route("/api/text/attention", attention, methods=["POST"]),
+        Route("/api/lab", lab),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    if lab_dir is not None:
+        routes.append(Mount("/lab/report", StaticFiles(directory=lab_dir, check_dir=False), name="lab"))
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -1,0 +1,186 @@
+"""The two models behind ``labformer serve``: a digit classifier (ViT) and a character GPT, each loaded
+from a run directory, with what the pages show — predictions with every head's attention, streamed
+text, and the causal attention of a text.
+
+One lock per model: attention is recorded by hooks on the shared model, so a recording forward pass
+must not interleave with another request's forward pass.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labformer import io, runs
+from labformer.attention import attention_rollout, record_attention
+from labformer.data.text import CharTokenizer
+from labformer.models.vit import ViT
+from labformer.predict import load_image
+
+__all__ = ["PRETRAINED", "DigitModel", "TextModel", "find_runs"]
+
+PRETRAINED = Path(__file__).parent / "pretrained"  # small models shipped with the package
+MAX_TOKENS = 2000
+
+
+def find_runs(run_dirs: list[str | Path], runs_root: Path = Path("runs")) -> dict[str, Path]:
+    """The run directory to serve per kind ("vit", "gpt"): those given (the last of each kind wins), else
+    the newest run of that kind under ``runs_root`` that has weights, else the pretrained one."""
+    chosen: dict[str, Path] = {}
+    for run_dir in map(Path, run_dirs):
+        kind = runs.read_run_config(run_dir)["kind"]
+        if kind not in ("vit", "gpt"):
+            raise ValueError(f"{run_dir} holds a {kind} run; serve shows vit and gpt runs")
+        if not (run_dir / runs.MODEL).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {runs.MODEL} yet (train it first)")
+        chosen[kind] = run_dir
+    if run_dirs:
+        return chosen
+    candidates = (
+        sorted(runs_root.glob(f"*/{runs.MODEL}"), key=lambda p: p.stat().st_mtime) if runs_root.is_dir() else []
+    )
+    for weights in candidates:  # oldest first: the newest of each kind wins
+        try:
+            chosen[runs.read_run_config(weights.parent)["kind"]] = weights.parent
+        except (OSError, ValueError):
+            continue  # not a run directory labformer can read: skip it
+    for kind, name in (("vit", "digits"), ("gpt", "text")):
+        chosen.setdefault(kind, PRETRAINED / name)
+    return chosen
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / runs.METRICS
+    return io.read_json(path, "metrics") if path.is_file() else {}
+
+
+class DigitModel:
+    """A ViT run that classifies digits (or any images): prediction, probabilities, attention."""
+
+    def __init__(self, run_dir: Path) -> None:
+        model, run = runs.load_run(run_dir)
+        if model.config.backend != "labformer":  # same weights; labformer's layers expose their attention
+            config = model.config.to_dict() | {"backend": "labformer"}
+            labformer_model = runs.build_model("vit", config)
+            labformer_model.load_state_dict(model.state_dict())
+            model = labformer_model.eval()
+        self.model: ViT = model
+        self.run, self.run_dir, self.lock = run, Path(run_dir), threading.Lock()
+        self.mean = torch.tensor(run["mean"]).view(1, -1, 1, 1)
+        self.std = torch.tensor(run["std"]).view(1, -1, 1, 1)
+        self.grid = model.config.image_size // model.config.patch_size
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "run_dir": str(self.run_dir),
+            "metrics": _metrics(self.run_dir),
+            "classes": self.run["classes"],
+            "layers": config.depth,
+            "heads": config.num_heads,
+            "grid": self.grid,
+            "image_size": config.image_size,
+        }
+
+    @torch.no_grad()
+    def predict(self, image: bytes) -> dict[str, Any]:
+        """PNG/JPEG bytes -> prediction, probabilities, the input as the model sees it (uint8 rows) and
+        the class token's attention per layer and head over the patch grid, plus the rollout."""
+        config = self.model.config
+        pixels = load_image(
+            image,
+            channels=config.channels,
+            size=config.image_size,
+            mnist_style=self.run["train"]["dataset"] == "mnist",
+        )
+        x = (pixels[None].float() / 255 - self.mean) / self.std
+        with self.lock, record_attention(self.model) as maps:
+            probabilities = self.model(x).softmax(-1)[0]
+        patches = self.grid * self.grid
+        if config.pool == "cls":  # the class token's row, over the patch tokens
+            cls = [layer[0, :, 0, 1:] for layer in maps]
+            rollout = attention_rollout(maps)[0, 0, 1:]
+        else:  # mean pooling: how much the patches, on average, attend to each patch
+            cls = [layer[0].mean(1)[:, -patches:] for layer in maps]
+            rollout = attention_rollout(maps)[0].mean(0)[-patches:]
+        classes = self.run["classes"]
+        return {
+            "prediction": classes[int(probabilities.argmax())],
+            "probabilities": [round(float(p), 6) for p in probabilities],
+            "classes": classes,
+            "input": pixels.permute(1, 2, 0).squeeze(-1).tolist(),
+            "attention": {
+                "layers": len(maps),
+                "heads": config.num_heads,
+                "grid": self.grid,
+                "cls": [[[round(float(v), 6) for v in head] for head in layer] for layer in cls],
+                "rollout": [round(float(v), 6) for v in rollout / rollout.sum()],
+            },
+        }
+
+
+class TextModel:
+    """A GPT run: streamed sampling and the causal attention of a text."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.model, self.run = runs.load_run(run_dir)
+        self.run_dir, self.lock = Path(run_dir), threading.Lock()
+        self.tokenizer = CharTokenizer(io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary"))
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "run_dir": str(self.run_dir),
+            "metrics": _metrics(self.run_dir),
+            "layers": config.depth,
+            "heads": config.num_heads,
+            "block_size": config.block_size,
+            "vocabulary": "".join(self.tokenizer.chars),
+        }
+
+    def encode(self, text: str, what: str) -> torch.Tensor:
+        """``text`` as ids (1, T); a ValueError naming the characters the model never saw."""
+        unknown = sorted(set(text) - set(self.tokenizer.chars))
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            raise ValueError(f"the {what} holds characters this model never saw: {shown}")
+        return self.tokenizer.encode(text)[None]
+
+    def stream(
+        self, prompt: str, tokens: int, temperature: float, top_k: int | None, seed: int | None
+    ) -> Iterator[str]:
+        """The generated characters, one at a time (the prompt is not repeated)."""
+        ids = self.encode(prompt, "prompt")  # raises before the stream starts
+        generator = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(62))
+        sampled = self.model.stream(ids, tokens, temperature, top_k, generator=generator)
+
+        def characters() -> Iterator[str]:
+            while True:
+                with self.lock:
+                    token = next(sampled, None)
+                if token is None:
+                    return
+                yield self.tokenizer.decode(token[0].tolist())
+
+        return characters()
+
+    @torch.no_grad()
+    def attention(self, text: str) -> dict[str, Any]:
+        """Per layer and head, the causal attention (T, T) over the last ``block_size`` characters."""
+        block = self.model.config.block_size
+        offset = max(0, len(text) - block)
+        ids = self.encode(text[offset:], "text")
+        with self.lock, record_attention(self.model) as maps:
+            self.model(ids)
+        return {
+            "tokens": list(text[offset:]),
+            "offset": offset,
+            "layers": len(maps),
+            "heads": self.model.config.num_heads,
+            "attention": [[[[round(float(v), 5) for v in row] for row in head] for head in layer[0]] for layer in maps],
+        }

@@ -1,0 +1,247 @@
+/*
+ * labformer serve — shared helpers for the three pages.
+ *
+ * Everything lives in one global namespace, `LF`, so page scripts (digits.js, text.js, lab.js)
+ * can use it without a module loader or a build step:
+ *   LF.setStatus(text, kind)      show a message in <div id="status"> ("info" | "busy" | "ok" | "error")
+ *   LF.fetchJSON(url, options)    fetch + parse JSON; throws an Error whose message is the API's "error"
+ *   LF.errorFromResponse(resp)    turn a non-OK response into an Error with a readable message
+ *   LF.health()                   GET /api/health once per page, cached
+ *   LF.colormap(name, t)          [r, g, b] of a perceptual colour map ("viridis" | "inferno") at t in [0, 1]
+ *   LF.drawLegend(canvas, name)   paint a horizontal colour bar
+ *   LF.el(tag, attrs, children)   small DOM builder that never uses innerHTML
+ *   LF.describeMetrics(metrics)   short "key value" summary of a run's metrics
+ */
+"use strict";
+
+(function () {
+  /** The <div id="status"> element, looked up lazily (scripts load at the end of <body>). */
+  function statusElement() {
+    return document.getElementById("status");
+  }
+
+  /**
+   * Show a message in the status line. `kind` is "info" (default), "busy" (with a spinner),
+   * "ok" or "error". Text only: the message is set with textContent, never parsed as HTML.
+   */
+  function setStatus(text, kind = "info") {
+    const el = statusElement();
+    if (!el) return;
+    el.textContent = text;
+    el.classList.remove("info", "busy", "ok", "error");
+    el.classList.add(kind);
+  }
+
+  /** Show an Error (or anything thrown) in the status line as an error, in words. */
+  function showError(err, prefix = "") {
+    const message = err && err.message ? err.message : String(err);
+    setStatus(prefix ? `${prefix}: ${message}` : message, "error");
+  }
+
+  /** True when `err` comes from an AbortController aborting a fetch or a stream read. */
+  function isAbort(err) {
+    return Boolean(err) && (err.name === "AbortError" || err.code === 20);
+  }
+
+  /**
+   * Build an Error from a non-OK response: the API sends {"error": "message"}; anything else
+   * (an HTML error page, plain text) becomes "HTTP <status> <statusText>" plus a short excerpt.
+   */
+  async function errorFromResponse(response) {
+    let text = "";
+    try {
+      text = await response.text();
+    } catch (_) {
+      text = "";
+    }
+    let message = "";
+    try {
+      const data = JSON.parse(text);
+      if (data && typeof data.error === "string") message = data.error;
+      else if (data && typeof data.detail === "string") message = data.detail;
+    } catch (_) {
+      message = "";
+    }
+    if (!message) {
+      const excerpt = text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160);
+      message = `HTTP ${response.status} ${response.statusText || ""}`.trim();
+      if (excerpt) message += ` — ${excerpt}`;
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    return error;
+  }
+
+  /**
+   * Fetch `url` and return its parsed JSON body. Throws an Error with a readable message when the
+   * server cannot be reached, answers with an error status, or sends something that is not JSON.
+   * AbortErrors are re-thrown untouched so callers can ignore them.
+   */
+  async function fetchJSON(url, options = {}) {
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (err) {
+      if (isAbort(err)) throw err;
+      throw new Error("Could not reach the server — is `labformer serve` still running?");
+    }
+    if (!response.ok) throw await errorFromResponse(response);
+    try {
+      return await response.json();
+    } catch (err) {
+      if (isAbort(err)) throw err;
+      throw new Error(`The server sent an answer that is not JSON (${url}).`);
+    }
+  }
+
+  /** POST a JSON body and return the parsed JSON answer (see fetchJSON). */
+  function postJSON(url, body, options = {}) {
+    return fetchJSON(url, {
+      ...options,
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(options.headers || {}) },
+      body: JSON.stringify(body),
+    });
+  }
+
+  let healthPromise = null;
+
+  /** GET /api/health once per page load (the promise is cached; a failure is not). */
+  function health() {
+    if (!healthPromise) {
+      healthPromise = fetchJSON("/api/health").catch((err) => {
+        healthPromise = null;
+        throw err;
+      });
+    }
+    return healthPromise;
+  }
+
+  /*
+   * Colour maps: nine samples of matplotlib's viridis and inferno (evenly spaced from 0 to 1),
+   * linearly interpolated. Both are perceptually uniform and readable in grey and by most
+   * colour-blind readers.
+   */
+  const COLORMAPS = {
+    viridis: [
+      [68, 1, 84], [71, 44, 122], [59, 82, 139], [44, 114, 142], [33, 145, 140],
+      [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
+    ],
+    inferno: [
+      [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
+      [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164],
+    ],
+  };
+
+  /** Colour of map `name` at `t` (clamped to [0, 1]) as an [r, g, b] array of 0–255 integers. */
+  function colormap(name, t) {
+    const stops = COLORMAPS[name] || COLORMAPS.viridis;
+    const x = clamp(Number.isFinite(t) ? t : 0, 0, 1) * (stops.length - 1);
+    const i = Math.min(Math.floor(x), stops.length - 2);
+    const f = x - i;
+    const a = stops[i];
+    const b = stops[i + 1];
+    return [
+      Math.round(a[0] + (b[0] - a[0]) * f),
+      Math.round(a[1] + (b[1] - a[1]) * f),
+      Math.round(a[2] + (b[2] - a[2]) * f),
+    ];
+  }
+
+  /** CSS rgba() string of map `name` at `t` with opacity `alpha`. */
+  function colormapCSS(name, t, alpha = 1) {
+    const [r, g, b] = colormap(name, t);
+    return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+  }
+
+  /** Paint a left-to-right colour bar of map `name` on `canvas` (its own pixel size). */
+  function drawLegend(canvas, name) {
+    const ctx = canvas.getContext("2d");
+    const w = canvas.width;
+    const h = canvas.height;
+    for (let x = 0; x < w; x++) {
+      ctx.fillStyle = colormapCSS(name, w > 1 ? x / (w - 1) : 0);
+      ctx.fillRect(x, 0, 1, h);
+    }
+  }
+
+  /** Clamp `x` to [lo, hi]. */
+  function clamp(x, lo, hi) {
+    return Math.min(hi, Math.max(lo, x));
+  }
+
+  /** Largest value of an array of numbers (0 for an empty array). */
+  function maxOf(values) {
+    let m = 0;
+    for (const v of values) if (v > m) m = v;
+    return m;
+  }
+
+  /**
+   * Create an element: `attrs` keys are attributes, except "text" (textContent), "className",
+   * "dataset" (object) and "on" (object of event listeners). `children` are nodes or strings.
+   */
+  function el(tag, attrs = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "className") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key === "on") {
+        for (const [type, fn] of Object.entries(value)) node.addEventListener(type, fn);
+      } else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      node.append(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  /**
+   * A short, readable summary of a run's metrics: numeric values only, at most `limit` of them,
+   * fractions in [0, 1] named like accuracies shown as percentages.
+   */
+  function describeMetrics(metrics, limit = 4) {
+    if (!metrics || typeof metrics !== "object") return "";
+    const parts = [];
+    for (const [key, value] of Object.entries(metrics)) {
+      if (typeof value !== "number" || !Number.isFinite(value)) continue;
+      let shown;
+      if (/acc/i.test(key) && value >= 0 && value <= 1) shown = `${(value * 100).toFixed(2)} %`;
+      else if (Number.isInteger(value)) shown = String(value);
+      else shown = value.toPrecision(4);
+      parts.push(`${key.replace(/_/g, " ")} ${shown}`);
+      if (parts.length >= limit) break;
+    }
+    return parts.join(" · ");
+  }
+
+  /** Size a canvas's pixel buffer to its CSS size times the device pixel ratio (capped at 3). */
+  function fitCanvas(canvas, cssWidth, cssHeight) {
+    const dpr = clamp(window.devicePixelRatio || 1, 1, 3);
+    const w = Math.round(cssWidth * dpr);
+    const h = Math.round(cssHeight * dpr);
+    if (canvas.width !== w) canvas.width = w;
+    if (canvas.height !== h) canvas.height = h;
+    return dpr;
+  }
+
+  window.LF = Object.freeze({
+    setStatus,
+    showError,
+    isAbort,
+    errorFromResponse,
+    fetchJSON,
+    postJSON,
+    health,
+    colormap,
+    colormapCSS,
+    drawLegend,
+    clamp,
+    maxOf,
+    el,
+    describeMetrics,
+    fitCanvas,
+  });
+})();

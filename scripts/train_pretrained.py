@@ -1,0 +1,90 @@
+"""Trains the two small models shipped inside the package for ``labformer serve`` and writes them to
+``labformer/serve/pretrained/{digits,text}``: rerun it to rebuild them (about 10 minutes on 2 CPU cores).
+
+- digits: ``labformer train`` (ViT, preset fast, MNIST, seed 0);
+- text: ``labformer train gpt`` (preset cpu, Tiny Shakespeare, seed 1337).
+
+The weights are stored in float16 (half the bytes; the model computes in float32 after loading). The
+script then scores the stored weights — test accuracy of the ViT, validation loss of the GPT — and
+records those numbers in each ``metrics.json`` under "shipped".
+
+Run: ``python scripts/train_pretrained.py [--work DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from labformer import io, runs
+from labformer.serve.models import PRETRAINED
+
+
+def train(args: list[str], out: Path) -> None:
+    command = [sys.executable, "-m", "labformer", "train", *args, "--out", str(out), "--no-progress", "--amp", "none"]
+    print("$", " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+
+
+def ship(run_dir: Path, target: Path, names: tuple[str, ...]) -> None:
+    """Copies the run's files and its best weights in float16 to ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(run_dir / name, target / name)
+    weights = io.read_tensors(run_dir / runs.MODEL, "model weights")
+    io.write_tensors(target / runs.MODEL, {k: v.half() if v.is_floating_point() else v for k, v in weights.items()})
+
+
+def score_digits(target: Path) -> dict:
+    from labformer.data import load_images
+    from labformer.training.classify import evaluate
+
+    model, run = runs.load_run(target)
+    train = run["train"]
+    data = load_images(train["dataset"], train["data_dir"], val_size=train["val_size"], seed=train["seed"])
+    test = evaluate(model, data, "test")
+    return {"test_accuracy": test.accuracy, "test_loss": test.loss}
+
+
+def score_text(target: Path) -> dict:
+    from labformer.data.text import CharTokenizer, load_text
+    from labformer.training.language import estimate_loss
+    from labformer.training.recipes import LanguageConfig
+
+    model, run = runs.load_run(target)
+    tokenizer = CharTokenizer(io.read_json(target / runs.VOCAB, "vocabulary"))
+    config = LanguageConfig.from_dict(run["train"])
+    data = load_text(config.text, block_size=model.config.block_size, tokenizer=tokenizer)
+    generator = torch.Generator().manual_seed(config.seed + 1 + config.iters)  # the final evaluation's batches
+    losses = estimate_loss(model, data, config, generator, torch.device("cpu"))
+    return {"val_loss": losses["val"], "train_loss": losses["train"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", help="where the training runs go (default: a temporary directory)")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="labformer-pretrained-"))
+    train(["vit", "--preset", "fast"], work / "digits")
+    train(["gpt", "--preset", "cpu"], work / "text")
+    for name, files, score in (
+        ("digits", (runs.CONFIG, runs.METRICS, runs.HISTORY), score_digits),
+        ("text", (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.VOCAB, runs.SAMPLE), score_text),
+    ):
+        target = PRETRAINED / name
+        ship(work / name, target, files)
+        metrics = io.read_json(target / runs.METRICS, "metrics")
+        metrics["shipped"] = {"weights": "float16", **score(target)}
+        io.write_json(target / runs.METRICS, metrics)
+        size = (target / runs.MODEL).stat().st_size
+        print(f"{name}: {target} ({size / 1e6:.2f} MB of weights), {metrics['shipped']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

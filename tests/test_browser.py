@@ -1,0 +1,153 @@
+"""The pages of ``labformer serve`` in a real browser: headless Chromium driven by Playwright.
+
+Draws digits with mouse strokes and checks the prediction, the attention grid and the zoom; drops an
+image file; generates text and clicks a character to see its attention; opens the lab page. Screenshots
+go to each test's temporary directory (and to ``$LABFORMER_SCREENSHOTS`` when set, for the README).
+
+Chromium comes from the system (``apt-get install chromium``; ``.ci/run`` installs it): without it the
+tests are skipped on a workstation but fail in CI (``CI`` set), so CI always runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"Chromium is missing at {CHROMIUM}: .ci/run installs it with apt-get")
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, errors  # no JavaScript error on any page
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    if os.environ.get("LABFORMER_SCREENSHOTS"):
+        target = Path(os.environ["LABFORMER_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target / f"{name}.png"), full_page=False)
+
+
+def stroke(page, points: list[tuple[float, float]]) -> None:
+    """A mouse stroke through ``points`` given in the pad's 280×280 coordinates."""
+    box = page.locator("#pad").bounding_box()
+    sx, sy = box["width"] / 280, box["height"] / 280
+    page.mouse.move(box["x"] + points[0][0] * sx, box["y"] + points[0][1] * sy)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * sx, box["y"] + y * sy, steps=12)
+    page.mouse.up()
+
+
+def test_drawing_a_digit_shows_the_prediction_and_every_head(page, tmp_path):
+    page.goto("/digits")
+    expect = playwright.expect
+    stroke(page, [(140, 40), (141, 140), (142, 240)])  # a one
+    expect(page.locator("#prediction")).to_have_text("1", timeout=15000)
+    expect(page.locator("#bars .bar")).to_have_count(10)
+    expect(page.locator("#heads canvas.head")).to_have_count(3 * 4)  # layers × heads of the pretrained ViT
+    assert page.locator("#rollout").is_visible()
+    lit = page.evaluate(
+        """() => { const pixels = document.getElementById('input28').getContext('2d').getImageData(0, 0, 28, 28);
+                  return pixels.data.filter((v, i) => i % 4 == 0 && v > 128).length; }"""
+    )
+    assert lit > 10  # the 28×28 input shows the stroke
+    page.locator("#heads canvas.head").nth(5).hover()
+    expect(page.locator("#zoom")).to_be_visible()
+    screenshot(page, tmp_path, "digits")
+    page.click("#undo")  # the pad is empty again
+    expect(page.locator("#prediction")).to_have_class(re.compile(r"\bempty\b"), timeout=15000)
+    stroke(page, [(70, 50), (210, 50), (120, 240)])  # a seven in one stroke
+    expect(page.locator("#prediction")).to_have_text("7", timeout=15000)
+    page.click("#clear")
+    expect(page.locator("#prediction")).to_have_class(re.compile(r"\bempty\b"), timeout=15000)
+
+
+def test_choosing_an_image_file_predicts_it(page, tmp_path):
+    from labformer.data import load_mnist
+
+    test = load_mnist().test
+    path = tmp_path / "digit.png"
+    Image.fromarray(255 - test.images[0, 0].numpy()).save(path)  # dark ink on white, as on paper
+    page.goto("/digits")
+    page.set_input_files("#file", str(path))
+    playwright.expect(page.locator("#prediction")).to_have_text(str(int(test.labels[0])), timeout=15000)
+
+
+def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, tmp_path):
+    expect = playwright.expect
+    page.goto("/text")
+    page.fill("#prompt", "ROMEO:")
+    page.fill("#tokens", "60")
+    page.fill("#seed", "3")
+    page.fill("#temperature", "0.8")
+    page.click("#generate")
+    expect(page.locator("#output .char")).to_have_count(len("ROMEO:") + 60, timeout=30000)
+    shown = "".join(page.locator("#output .char").all_text_contents())
+    request = {"prompt": "ROMEO:", "tokens": 60, "temperature": 0.8, "top_k": None, "seed": 3}
+    expected = httpx.post(f"{live_server}/api/text/generate", json=request, timeout=60).text
+    assert shown == "ROMEO:" + expected
+    expect(page.locator("#generate")).to_be_enabled(timeout=10000)
+    page.locator("#output .char").nth(40).click()
+    expect(page.locator("#output .char.selected")).to_have_count(1)
+    expect(page.locator("#head-grid .cell")).to_have_count(4 * 4, timeout=15000)
+    page.wait_for_function("() => document.querySelectorAll('#output .char.attended').length > 10", timeout=15000)
+
+    def backgrounds() -> list[str]:
+        return page.evaluate(
+            "() => Array.from(document.querySelectorAll('#output .char')).slice(0, 41)"
+            ".map(s => getComputedStyle(s).backgroundColor)"
+        )
+
+    mean = backgrounds()
+    assert len(set(mean)) > 3  # earlier characters are shaded by how much character 40 attends to them
+    page.select_option("#layer", index=1)
+    page.select_option("#head", index=1)
+    assert backgrounds() != mean  # another head, another pattern
+    screenshot(page, tmp_path, "text")
+
+
+def test_lab_page_says_how_to_build_the_report(page, tmp_path):
+    page.goto("/lab")
+    playwright.expect(page.locator("body")).to_contain_text("labformer lab all", timeout=10000)
+    screenshot(page, tmp_path, "lab")
+
+
+def test_no_request_leaves_the_machine(page):
+    outside: list[str] = []
+    page.on(
+        "request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else outside.append(r.url)
+    )
+    for path in ("/digits", "/text", "/lab"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    assert not outside, outside

@@ -1,0 +1,283 @@
+"""The web API of ``labformer serve`` on the pretrained models shipped in the package: every route,
+every bad input, answers checked against the models called directly; 50 concurrent predictions."""
+
+from __future__ import annotations
+
+import io as bytes_io
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image, ImageDraw
+from starlette.testclient import TestClient
+
+from labformer import runs
+from labformer.attention import attention_rollout, record_attention
+from labformer.data import load_mnist
+from labformer.predict import load_image
+from labformer.serve.app import MAX_BODY
+from labformer.serve.models import PRETRAINED, find_runs
+
+
+@pytest.fixture(scope="module")
+def client(served) -> TestClient:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return load_mnist().test
+
+
+def png(pixels: np.ndarray, kind: str = "PNG") -> bytes:
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def drawn_digit(points: list[tuple[int, int]]) -> bytes:
+    """What the digits page sends: a 280×280 black canvas with a white stroke 18 px wide."""
+    image = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(image).line(points, fill=255, width=18, joint="curve")
+    buffer = bytes_io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict(client: TestClient, body: bytes, content_type: str = "image/png") -> httpx.Response:
+    return client.post("/api/digits/predict", content=body, headers={"Content-Type": content_type})
+
+
+def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
+    _, chosen, _ = served
+    assert chosen == {"vit": PRETRAINED / "digits", "gpt": PRETRAINED / "text"}
+    health = client.get("/api/health").json()
+    assert health["digits"]["run_dir"] == str(PRETRAINED / "digits")
+    assert health["digits"]["metrics"]["shipped"]["test_accuracy"] >= 0.98
+    assert health["digits"]["classes"] == [str(i) for i in range(10)]
+    assert (health["digits"]["layers"], health["digits"]["heads"], health["digits"]["grid"]) == (3, 4, 4)
+    assert health["text"]["metrics"]["shipped"]["val_loss"] < 1.7
+    for name in ("digits", "text"):
+        assert (PRETRAINED / name / runs.MODEL).stat().st_size < 1_500_000  # well under 2 MB
+
+
+def test_predict_reads_real_digits_like_the_model_itself(client, mnist_test):
+    model, run = runs.load_run(PRETRAINED / "digits")
+    correct = 0
+    for i in range(30):
+        pixels = mnist_test.images[i, 0].numpy()
+        body = png(pixels) if i % 2 else png(pixels, "JPEG")
+        answer = predict(client, body, "image/png" if i % 2 else "image/jpeg")
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        seen = load_image(body, channels=1, size=28, mnist_style=True)
+        assert result["input"] == seen[0].tolist()
+        x = (seen[None].float() / 255 - torch.tensor(run["mean"])) / torch.tensor(run["std"])
+        with torch.no_grad(), record_attention(model) as maps:
+            expected = model(x).softmax(-1)[0]
+        np.testing.assert_allclose(result["probabilities"], expected.numpy(), atol=1e-5)
+        assert result["prediction"] == str(int(expected.argmax()))
+        attention = result["attention"]
+        assert (attention["layers"], attention["heads"], attention["grid"]) == (3, 4, 4)
+        cls = np.array(attention["cls"])
+        np.testing.assert_allclose(cls, torch.stack([m[0, :, 0, 1:] for m in maps]).numpy(), atol=1e-5)
+        rollout = attention_rollout(maps)[0, 0, 1:]
+        np.testing.assert_allclose(attention["rollout"], (rollout / rollout.sum()).numpy(), atol=1e-5)
+        correct += result["prediction"] == str(int(mnist_test.labels[i]))
+    assert correct >= 29
+
+
+@pytest.mark.parametrize(
+    ("digit", "stroke"),
+    [("1", [(140, 40), (142, 240)]), ("7", [(70, 50), (210, 50), (120, 240)])],
+)
+def test_predict_a_digit_drawn_on_the_page(client, digit, stroke):
+    result = predict(client, drawn_digit(stroke)).json()
+    assert result["prediction"] == digit, result["probabilities"]
+    assert sum(result["probabilities"]) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"", "image/png", 400, "the body is empty"),
+        (b"not an image at all", "image/png", 400, "cannot read the image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png", 400, "cannot read the image"),
+        (b"x", "application/json", 415, "image/png or image/jpeg"),
+        (b"x", "", 415, "got Content-Type"),
+        (b"\0" * (10 * 1024 * 1024), "image/png", 413, "limit"),
+        (b"\0" * (MAX_BODY + 1), "image/png", 413, "limit"),
+    ],
+    ids=["empty", "text", "truncated-png", "json-type", "no-type", "10-MB", "just-over"],
+)
+def test_bad_images_get_a_4xx_that_names_the_problem(client, body, content_type, status, message):
+    answer = predict(client, body, content_type)
+    assert answer.status_code == status
+    assert message in answer.json()["error"]
+    assert client.get("/api/health").status_code == 200  # it keeps answering
+
+
+def collect(client: TestClient, payload: dict) -> tuple[int, str]:
+    with client.stream("POST", "/api/text/generate", json=payload) as response:
+        return response.status_code, "".join(response.iter_text())
+
+
+def test_generate_streams_what_the_model_samples(client):
+    model, _ = runs.load_run(PRETRAINED / "text")
+    vocabulary = json.loads((PRETRAINED / "text" / runs.VOCAB).read_text())
+    prompt = "ROMEO:"
+    status, text = collect(client, {"prompt": prompt, "tokens": 80, "temperature": 0.8, "top_k": 20, "seed": 7})
+    assert status == 200 and len(text) == 80
+    ids = torch.tensor([[vocabulary.index(c) for c in prompt]])
+    expected = model.generate(ids, 80, 0.8, 20, generator=torch.Generator().manual_seed(7))
+    assert text == "".join(vocabulary[i] for i in expected[0, len(prompt) :].tolist())
+    assert collect(client, {"prompt": prompt, "tokens": 80, "temperature": 0.8, "top_k": 20, "seed": 7})[1] == text
+    assert collect(client, {"prompt": prompt, "tokens": 80, "seed": 8})[1] != text
+
+
+def test_generate_streams_in_pieces(client):
+    with client.stream("POST", "/api/text/generate", json={"prompt": "A", "tokens": 40, "seed": 1}) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        chunks = list(response.iter_raw())
+    assert len(chunks) > 1 and len(b"".join(chunks).decode()) == 40
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("not json", "not JSON"),
+        ([1, 2], "must be a JSON object"),
+        ({"prompt": "A", "colour": 1}, "unknown fields ['colour']"),
+        ({"prompt": "A", "tokens": 0}, "tokens must be between 1 and 2000; got 0"),
+        ({"prompt": "A", "tokens": 2001}, "got 2001"),
+        ({"prompt": "A", "tokens": "5"}, 'tokens must be int; got "5"'),
+        ({"prompt": "A", "tokens": True}, "tokens must be int; got true"),
+        ({"prompt": "A", "temperature": 0}, "temperature must be positive; got 0"),
+        ({"prompt": "A", "temperature": -1.5}, "got -1.5"),
+        ({"prompt": "A", "top_k": 0}, "top_k must be positive"),
+        ({"prompt": "A", "seed": -1}, "seed must be between"),
+        ({"prompt": ""}, "prompt must not be empty"),
+        ({"prompt": 5}, "prompt must be str"),
+        ({"prompt": "Café €"}, "characters this model never saw: 'é', '€'"),
+    ],
+)
+def test_bad_generation_requests_get_a_400_that_names_the_problem(client, payload, message):
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    answer = client.post("/api/text/generate", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+
+
+def test_attention_is_the_models_causal_attention(client):
+    model, _ = runs.load_run(PRETRAINED / "text")
+    vocabulary = json.loads((PRETRAINED / "text" / runs.VOCAB).read_text())
+    text = "First Citizen:\nBefore we proceed"
+    result = client.post("/api/text/attention", json={"text": text}).json()
+    assert result["tokens"] == list(text) and result["offset"] == 0
+    weights = np.array(result["attention"])  # (L, H, T, T)
+    assert weights.shape == (4, 4, len(text), len(text))
+    with torch.no_grad(), record_attention(model) as maps:
+        model(torch.tensor([[vocabulary.index(c) for c in text]]))
+    np.testing.assert_allclose(weights, torch.stack([m[0] for m in maps]).numpy(), atol=1e-4)
+    np.testing.assert_allclose(weights.sum(-1), 1, atol=1e-3)
+    assert np.all(np.triu(weights, 1) == 0)  # nothing attends to the future
+
+
+def test_attention_of_a_long_text_keeps_the_last_block(client):
+    text = "To be, or not to be: that is the question. " * 5
+    result = client.post("/api/text/attention", json={"text": text}).json()
+    block = client.get("/api/health").json()["text"]["block_size"]
+    assert result["offset"] == len(text) - block and "".join(result["tokens"]) == text[-block:]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [({}, "text must be a non-empty string"), ({"text": 3}, "text must be str"), ({"text": "naïve"}, "'ï'")],
+)
+def test_bad_attention_requests(client, payload, message):
+    answer = client.post("/api/text/attention", json=payload)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+
+
+def test_pages_and_their_files_are_all_served_locally(client):
+    assert client.get("/", follow_redirects=False).headers["location"] == "/digits"
+    for page in ("digits", "text", "lab"):
+        answer = client.get(f"/{page}")
+        assert answer.status_code == 200 and "text/html" in answer.headers["content-type"]
+        links = [part.split('"')[1] for part in answer.text.split(" ")[1:] if part.startswith(("src=", "href="))]
+        assert links, page
+        for link in links:
+            assert link.startswith(("/", "data:")), f"{page} loads {link} from elsewhere"  # no CDN
+            if link.startswith("/static/"):
+                assert client.get(link).status_code == 200, link
+    assert client.get("/api/nothing").json() == {"error": "Not Found"}
+
+
+def test_the_lab_page_shows_the_report_once_it_exists(served, client):
+    _, _, lab = served
+    answer = client.get("/api/lab").json()
+    assert not answer["available"] and f"labformer lab all --out {lab}" in answer["message"]
+    (lab / "report.html").write_text("<h1>Lab 8</h1><img src='attention.png'>")
+    answer = client.get("/api/lab").json()
+    assert answer["available"] and client.get(answer["report"]).text.startswith("<h1>Lab 8")
+
+
+def test_newest_runs_are_served_and_bad_run_directories_are_refused(tmp_path):
+    root = tmp_path / "runs"
+    for name, kind in (("a-old", "gpt"), ("b-new", "gpt"), ("c", "vit")):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text(json.dumps({"kind": kind, "model": {}, "train": {}}))
+        (root / name / "model.safetensors").write_bytes(b"")
+    os.utime(root / "a-old" / "model.safetensors", (1, 1))
+    assert find_runs([], root) == {"gpt": root / "b-new", "vit": root / "c"}
+    assert find_runs([root / "a-old"], root) == {"gpt": root / "a-old"}
+    (root / "d").mkdir()
+    with pytest.raises(FileNotFoundError):
+        find_runs([root / "d"], root)
+
+
+def test_fifty_concurrent_predictions_are_all_answered_correctly(live_server, mnist_test):
+    bodies = [(png(mnist_test.images[i, 0].numpy()), str(int(mnist_test.labels[i]))) for i in range(50)]
+    with httpx.Client(base_url=live_server, timeout=60) as session:
+        single = {i: session.post("/api/digits/predict", content=b, headers={"Content-Type": "image/png"}).json()
+                  for i, (b, _) in enumerate(bodies)}  # fmt: skip
+
+        def ask(i: int) -> dict:
+            return session.post(
+                "/api/digits/predict", content=bodies[i][0], headers={"Content-Type": "image/png"}
+            ).json()
+
+        with ThreadPoolExecutor(50) as pool:
+            together = list(pool.map(ask, range(50)))
+    for i, result in enumerate(together):
+        assert result["probabilities"] == single[i]["probabilities"]  # no request saw another's attention
+        assert result["attention"] == single[i]["attention"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "--port must be between 1 and 65535"),
+        (["/no/such/run"], "run directory /no/such/run does not exist"),
+    ],
+)
+def test_serve_command_bad_input_is_one_line(args, message):
+    result = run_cli("serve", *args, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("labformer: error:") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_command_refuses_a_taken_port(live_server):
+    port = live_server.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "labformer", "serve", "--port", port], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
