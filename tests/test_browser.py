@@ -136,9 +136,12 @@ def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, 
     screenshot(page, tmp_path, "text")
 
 
-def test_lab_page_says_how_to_build_the_report(page, tmp_path):
+def test_lab_page_builds_and_shows_the_report(page, tmp_path):
     page.goto("/lab")
-    playwright.expect(page.locator("body")).to_contain_text("labformer lab all", timeout=10000)
+    playwright.expect(page.locator("#lab-message")).to_contain_text("labformer lab all", timeout=10000)
+    page.click("#build")  # every experiment of the lab, on the server
+    report = page.frame_locator("#report")
+    playwright.expect(report.locator("body")).to_contain_text("Transformers", timeout=120000)
     screenshot(page, tmp_path, "lab")
 
 

@@ -8,6 +8,7 @@
   const slot = document.getElementById("report-slot");
   const missing = document.getElementById("lab-missing");
   const messageEl = document.getElementById("lab-message");
+  const buildButton = document.getElementById("build");
 
   /** Show the report at `src` in <iframe id="report"> filling the page. */
   function showReport(src) {
@@ -25,16 +26,8 @@
     LF.setStatus(text, "info");
   }
 
-  /** Ask the server whether a report exists, then show it or the message. */
-  async function init() {
-    LF.setStatus("Looking for the report…", "busy");
-    let data;
-    try {
-      data = await LF.fetchJSON("/api/lab");
-    } catch (err) {
-      LF.showError(err, "Could not ask the server for the lab report");
-      return;
-    }
+  /** Show the server's answer about the report: the report itself, or why there is none. */
+  function show(data) {
     if (data && data.available && typeof data.report === "string" && data.report) {
       showReport(data.report);
       LF.setStatus(data.message || "The report built by `labformer lab all`.", "ok");
@@ -43,5 +36,29 @@
     }
   }
 
+  /** Ask the server whether a report exists, then show it or the message. */
+  async function init() {
+    LF.setStatus("Looking for the report…", "busy");
+    try {
+      show(await LF.fetchJSON("/api/lab"));
+    } catch (err) {
+      LF.showError(err, "Could not ask the server for the lab report");
+    }
+  }
+
+  /** Ask the server to run every experiment of the lab (`labformer lab all`) and show the report. */
+  async function build() {
+    buildButton.disabled = true;
+    LF.setStatus("Running every experiment of the lab…", "busy");
+    try {
+      show(await LF.postJSON("/api/lab/build", {}));
+    } catch (err) {
+      LF.showError(err, "Could not build the lab report");
+    } finally {
+      buildButton.disabled = false;
+    }
+  }
+
+  buildButton.addEventListener("click", build);
   init();
 })();
