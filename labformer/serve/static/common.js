@@ -7,6 +7,7 @@
  *   LF.fetchJSON(url, options)    fetch + parse JSON; throws an Error whose message is the API's "error"
  *   LF.errorFromResponse(resp)    turn a non-OK response into an Error with a readable message
  *   LF.health()                   GET /api/health once per page, cached
+ *   LF.servedModel(kind, ...)     that page's model from /api/health, or null with the reason shown
  *   LF.colormap(name, t)          [r, g, b] of a perceptual colour map ("viridis" | "inferno") at t in [0, 1]
  *   LF.drawLegend(canvas, name)   paint a horizontal colour bar
  *   LF.el(tag, attrs, children)   small DOM builder that never uses innerHTML
@@ -227,7 +228,29 @@
     return dpr;
   }
 
+  /**
+   * The model of `kind` ("digits" or "text") that the server reports in /api/health, or null after
+   * saying in the status line why there is none (`trainCommand` is how to train one).
+   */
+  async function servedModel(kind, what, trainCommand) {
+    setStatus("Loading the model…", "busy");
+    let answer;
+    try {
+      answer = await health();
+    } catch (err) {
+      showError(err, "Could not ask the server which models are loaded");
+      return null;
+    }
+    const model = answer && answer[kind];
+    if (!model) {
+      setStatus(`No ${what} model is being served. Train one (\`${trainCommand}\`), then restart \`labformer serve\`.`, "error");
+      return null;
+    }
+    return model;
+  }
+
   window.LF = Object.freeze({
+    servedModel,
     setStatus,
     showError,
     isAbort,

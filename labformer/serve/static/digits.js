@@ -645,22 +645,8 @@
     drawOverlay(rolloutCanvas, null, 0);
     LF.fitCanvas(zoomCanvas, ZOOM_CSS, ZOOM_CSS);
     drawOverlay(zoomCanvas, null, 0);
-    LF.setStatus("Loading the model…", "busy");
-    let health;
-    try {
-      health = await LF.health();
-    } catch (err) {
-      LF.showError(err, "Could not ask the server which models are loaded");
-      return;
-    }
-    const digits = health && health.digits;
-    if (!digits) {
-      LF.setStatus(
-        "No digit model is being served. Train one (`labformer train`), then restart `labformer serve`.",
-        "error",
-      );
-      return;
-    }
+    const digits = await LF.servedModel("digits", "digit", "labformer train");
+    if (!digits) return;
     classes = Array.isArray(digits.classes) ? digits.classes.map(String) : [];
     healthGrid = Number.isInteger(digits.grid) ? digits.grid : 0;
     buildBars(classes.length ? classes : Array.from({ length: 10 }, (_, i) => String(i)));

@@ -537,22 +537,8 @@
     for (const legend of document.querySelectorAll("canvas.legend")) drawTextLegend(legend);
     updateControls();
     renderPrompt();
-    LF.setStatus("Loading the model…", "busy");
-    let health;
-    try {
-      health = await LF.health();
-    } catch (err) {
-      LF.showError(err, "Could not ask the server which models are loaded");
-      return;
-    }
-    const text = health && health.text;
-    if (!text) {
-      LF.setStatus(
-        "No text model is being served. Train one (`labformer train gpt`), then restart `labformer serve`.",
-        "error",
-      );
-      return;
-    }
+    const text = await LF.servedModel("text", "text", "labformer train gpt");
+    if (!text) return;
     blockSize = Number.isInteger(text.block_size) ? text.block_size : 0;
     if (Number.isInteger(text.layers) && Number.isInteger(text.heads)) ensureShape(text.layers, text.heads);
     drawHeadGrid();
