@@ -137,3 +137,36 @@ def test_bad_text_files(tmp_path):
     short.write_text("to be or not to be")
     with pytest.raises(ValueError, match="too short for block_size 8"):
         load_text(short, block_size=8)
+
+
+@pytest.mark.parametrize("length", [2, 9, 17, 40, 101])
+def test_sequence_loss_scores_each_character_once_against_brute_force(length):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, dim=16, depth=2, num_heads=2, mlp_dim=32)).eval()
+    ids = torch.randint(0, 11, (length,))
+    total, count = model.sequence_loss(ids, batch_size=3)
+    assert count == length - 1
+    # brute force: character j is predicted from the window that scores it, one window at a time
+    block, stride, expected, scored = 8, 4, 0.0, set()
+    end = min(block, length - 1)
+    previous = 0
+    while True:
+        start = max(0, end - block)
+        logits = model(ids[None, start:end])[0]
+        for j in range(previous + 1, end + 1):  # the targets this window adds
+            assert j - start >= min(j, block // 2)  # at least half a block of context (or all there is)
+            expected += float(torch.nn.functional.cross_entropy(logits[j - start - 1][None], ids[j][None]))
+            scored.add(j)
+        if end == length - 1:
+            break
+        previous, end = end, min(end + stride, length - 1)
+    assert scored == set(range(1, length))
+    assert total == pytest.approx(expected, rel=1e-5)
+    if length - 1 <= block:  # one window: the model's own mean loss
+        assert total / count == pytest.approx(float(model.loss(ids[None, :-1], ids[None, 1:])), rel=1e-5)
+
+
+def test_sequence_loss_needs_two_tokens():
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, dim=8, depth=1, num_heads=2, mlp_dim=16))
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        model.sequence_loss(torch.tensor([1]))

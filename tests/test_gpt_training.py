@@ -86,6 +86,31 @@ def test_generate_bad_input(gpt_run, capsys):
     assert "temperature must be positive" in capsys.readouterr().err
 
 
+def test_evaluate_scores_any_text_and_counts_unknown_characters(gpt_run, corpus, tmp_path, capsys):
+    out, _ = gpt_run
+    model = labformer.load(out)
+    vocabulary = json.loads((out / "vocab.json").read_text())
+    text = corpus.read_text()[:3000]
+    (tmp_path / "play.txt").write_text("Ça " + text + " — fin")
+    assert main(["evaluate", str(out), "--text", str(tmp_path / "play.txt"), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    known = [c for c in "Ça " + text + " — fin" if c in vocabulary]
+    total, count = model.sequence_loss(torch.tensor([vocabulary.index(c) for c in known]))
+    assert result["characters"] == count == len(known) - 1
+    assert result["loss"] == pytest.approx(total / count)
+    assert result["bits_per_character"] == pytest.approx(result["loss"] / math.log(2))
+    assert result["unknown_characters"] == {"Ç": 1, "—": 1}
+    assert result["outside_vocabulary"] == sum(result["unknown_characters"].values())
+    assert main(["evaluate", str(out), "--device", "cpu"]) == 0  # default: the corpus's validation split
+    assert "of the validation split of" in capsys.readouterr().out
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert main(["evaluate", str(out), "--text", str(tmp_path / "latin1.txt")]) == 2
+    assert "is not UTF-8" in capsys.readouterr().err
+    (tmp_path / "alien.txt").write_text("ÇÇÇ")
+    assert main(["evaluate", str(out), "--text", str(tmp_path / "alien.txt")]) == 2
+    assert "fewer than 2 characters this model knows" in capsys.readouterr().err
+
+
 def test_resume_gives_the_same_model(corpus, tmp_path):
     model_values, config = language.preset_configs(
         "cpu",

@@ -84,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_vit_parser(models)
     add_gpt_parser(models, commands)
 
-    evaluate = commands.add_parser("evaluate", help="test accuracy, loss and confusion matrix of a ViT run")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="a ViT run: test accuracy, loss and confusion matrix; a GPT run: loss per character on --text FILE",
+    )
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--data-dir", help="ViT: the data set's files (default: the run's)")
+    evaluate.add_argument("--text", help="GPT: any UTF-8 text file to score (default: the run's corpus)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument("--device", default="auto")
 

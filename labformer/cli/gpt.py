@@ -77,3 +77,50 @@ def _generate(args: argparse.Namespace) -> None:
     generator = torch.Generator(device).manual_seed(args.seed)
     out = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, generator=generator)
     print(tokenizer.decode(out[0].tolist()))
+
+
+def evaluate_text(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    """``labformer evaluate GPT_RUN [--text FILE]``: loss per character on any UTF-8 text (default: the
+    validation split of the run's corpus). Characters outside the vocabulary are skipped and counted."""
+    import json
+    import math
+    from collections import Counter
+
+    from labformer.data.text import CharTokenizer, load_text, read_text
+    from labformer.io import read_json
+    from labformer.runs import VOCAB, read_run_config
+
+    tokenizer = CharTokenizer(read_json(Path(args.run_dir) / VOCAB, "vocabulary"))
+    unknown: Counter[str] = Counter()
+    if args.text:
+        text = read_text(Path(args.text))
+        unknown = Counter(c for c in text if c not in tokenizer.index)
+        ids = tokenizer.encode("".join(c for c in text if c in tokenizer.index))
+        source = args.text
+    else:
+        train = read_run_config(args.run_dir)["train"]
+        ids = load_text(train.get("text"), block_size=model.config.block_size, tokenizer=tokenizer).val
+        source = f"the validation split of {train.get('text') or 'Tiny Shakespeare'}"
+    if ids.numel() < 2:
+        raise ValueError(f"{source} has fewer than 2 characters this model knows")
+    total, count = model.sequence_loss(ids)
+    loss = total / count
+    result = {
+        "text": source,
+        "loss": loss,
+        "bits_per_character": loss / math.log(2),
+        "perplexity": math.exp(loss),
+        "characters": count,
+        "outside_vocabulary": sum(unknown.values()),
+        "unknown_characters": dict(unknown.most_common()),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"loss {loss:.4f} nats/character ({result['bits_per_character']:.3f} bits, perplexity "
+        f"{result['perplexity']:.2f}) over {count:,} characters of {source}"
+    )
+    if unknown:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in unknown.most_common(8))
+        print(f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped: {shown}")

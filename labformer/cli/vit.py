@@ -57,8 +57,14 @@ def evaluate(args: argparse.Namespace) -> None:
     from labformer.training.classify import evaluate
 
     model, run = load_run(args.run_dir, device=args.device)
+    if run["kind"] == "gpt":
+        from labformer.cli.gpt import evaluate_text
+
+        return evaluate_text(model, args)
     if run["kind"] != "vit":
-        raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores image classifiers")
+        raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores vit and gpt runs")
+    if args.text:
+        raise ValueError("--text scores GPT runs; for a ViT run pass --data-dir")
     from labformer.data import load_images
 
     train = run["train"]

@@ -95,6 +95,35 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
     @torch.no_grad()
+    def sequence_loss(self, ids: Tensor, batch_size: int = 16) -> tuple[float, int]:
+        """Summed cross-entropy of predicting each of ``ids[1:]`` (N,) from the characters before it, and how
+        many were predicted: (sum, N - 1).
+
+        Windows of ``block_size`` overlap by half, and each character is scored once: after the first
+        window every character is predicted from at least ``block_size // 2`` characters before it.
+        """
+        if ids.dim() != 1 or ids.numel() < 2:
+            raise ValueError(f"sequence_loss needs a 1-D sequence of at least 2 tokens; got shape {tuple(ids.shape)}")
+        was_training = self.training
+        self.eval()
+        block, stride, n = self.config.block_size, max(1, self.config.block_size // 2), ids.numel()
+        ends = [min(block, n - 1)]  # the last target of each window
+        while ends[-1] < n - 1:
+            ends.append(min(ends[-1] + stride, n - 1))
+        done = [0, *ends[:-1]]  # targets up to here were scored by the window before
+        total = 0.0
+        for i in range(0, len(ends), batch_size):
+            chunk, before = ends[i : i + batch_size], done[i : i + batch_size]
+            length = min(block, ends[0])
+            x = torch.stack([ids[e - length : e] for e in chunk]).to(self.head.weight.device)  # (B, T)
+            y = torch.stack([ids[e - length + 1 : e + 1] for e in chunk]).to(x.device)
+            losses = F.cross_entropy(self(x).flatten(0, 1).float(), y.flatten(), reduction="none").view(len(chunk), -1)
+            fresh = torch.stack([torch.arange(e - length + 1, e + 1) > d for e, d in zip(chunk, before)])
+            total += float(losses[fresh.to(x.device)].sum())
+        self.train(was_training)
+        return total, n - 1
+
+    @torch.no_grad()
     def generate(
         self,
         idx: Tensor,
