@@ -140,6 +140,28 @@ class EncoderLayer(_Layer):
         x = self.norm1(x + self._sa_block(x, mask, key_mask, causal, cache))
         return self.norm2(x + self._ff_block(x))
 
+    def decode_step(self, x: Tensor, cache: KVCache) -> Tensor:
+        """One new token per sequence attending its cache, in evaluation: x (B, 1, D) -> (B, 1, D).
+
+        The fast path of ``forward(x, causal=True, cache=cache)`` for generation (no masks, checks or
+        dropout; see :meth:`MultiHeadAttention.decode_step`).
+        """
+        attend = self.self_attn.decode_step
+        if self.norm_first:
+            x = x + attend(_layer_norm(self.norm1, x), cache)
+            return x + self._ff_step(_layer_norm(self.norm2, x))
+        x = _layer_norm(self.norm1, x + attend(x, cache))
+        return _layer_norm(self.norm2, x + self._ff_step(x))
+
+    def _ff_step(self, x: Tensor) -> Tensor:
+        """The feed-forward branch in evaluation (no dropout), with the weights called directly."""
+        hidden = self.activation(F.linear(x, self.linear1.weight, self.linear1.bias))
+        return F.linear(hidden, self.linear2.weight, self.linear2.bias)
+
+
+def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
 
 class _Stack(nn.Module):
     """``num_layers`` layers of ``layer_class`` (each with its own weights) and an optional final LayerNorm.
@@ -210,6 +232,12 @@ class Encoder(_Stack):
         for i, layer in enumerate(self.layers):
             cache = caches[i] if caches is not None else None
             x = layer(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache)
+        return self._final_norm(x)
+
+    def decode_step(self, x: Tensor, caches: list[KVCache]) -> Tensor:
+        """One new token per sequence through every layer (:meth:`EncoderLayer.decode_step`): (B, 1, D)."""
+        for layer, cache in zip(self.layers, caches):
+            x = layer.decode_step(x, cache)
         return self._final_norm(x)
 
 

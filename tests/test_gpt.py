@@ -50,6 +50,53 @@ def test_cached_logits_equal_full_forward(position):
     torch.testing.assert_close(torch.cat(steps, 1), full)
 
 
+@pytest.mark.parametrize("capacity", [None, 8])
+@pytest.mark.parametrize(("norm_first", "activation"), [(True, "gelu"), (False, "relu")])
+def test_the_decode_fast_path_equals_the_layers_forward(capacity, norm_first, activation):
+    """Encoder.decode_step (generation's fast path) against forward with a cache (the reference)."""
+    from labformer.attention import KVCache
+    from labformer.encoder import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder(16, 4, 32, 3, norm_first=norm_first, activation=activation, final_norm=norm_first)
+    encoder = encoder.double().eval()
+    x = torch.randn(2, 8, 16, dtype=torch.double)
+    reference = [KVCache(capacity) for _ in encoder.layers]
+    fast = [KVCache(capacity) for _ in encoder.layers]
+    expected = [encoder(x[:, :3], causal=True, caches=reference)]
+    got = [encoder(x[:, :3], causal=True, caches=fast)]
+    for t in range(3, 8):
+        expected.append(encoder(x[:, t : t + 1], causal=True, caches=reference))
+        got.append(encoder.decode_step(x[:, t : t + 1], fast))
+    torch.testing.assert_close(torch.cat(got, 1), torch.cat(expected, 1))
+    torch.testing.assert_close(torch.cat(got, 1), encoder(x, causal=True))  # and the whole sequence at once
+    for a, b in zip(reference, fast):
+        torch.testing.assert_close(a.k, b.k)
+
+
+def test_a_preallocated_cache_is_written_in_place_and_refuses_overflow():
+    from labformer.attention import KVCache
+
+    cache = KVCache(4)
+    k = torch.randn(1, 2, 3, 5)
+    all_k, _ = cache.extend(k, k)
+    buffer = cache._k
+    all_k, _ = cache.extend(k[:, :, :1], k[:, :, :1])
+    assert cache._k is buffer and len(cache) == 4  # no new allocation
+    torch.testing.assert_close(all_k, torch.cat([k, k[:, :, :1]], 2))
+    with pytest.raises(ValueError, match="holds 4 positions"):
+        cache.extend(k[:, :, :1], k[:, :, :1])
+
+
+def test_generation_records_attention_through_the_reference_path():
+    from labformer.attention import record_attention
+
+    gpt = model()
+    with record_attention(gpt) as maps:
+        gpt.generate(torch.tensor([[1, 2]]), 3, generator=torch.Generator().manual_seed(0))
+    assert len(maps) == 2 * 3  # the prompt, then one call per new token after the first, in every layer
+
+
 @pytest.mark.parametrize("top_k", [None, 3])
 def test_generation_with_cache_equals_without(top_k):
     gpt = model()

@@ -180,9 +180,25 @@ class MultiHeadAttention(nn.Module):
         mask = merge_masks(_mask_for_heads(mask, query.shape[0]), key_mask)
         if cache is not None:
             if causal and len(cache):  # new token i sits at position past + i
-                mask, causal = _restrict(mask, cache.causal_mask(q.shape[-2], q.device)), False
+                one_new = q.shape[-2] == 1  # one new token attends every key: no mask to build
+                mask = mask if one_new else _restrict(mask, cache.causal_mask(q.shape[-2], q.device))
+                causal = False
             k, v = cache.extend(k, v)
         return self.out_proj(self._attend(q, k, v, mask, causal))
+
+    def decode_step(self, x: Tensor, cache: KVCache) -> Tensor:
+        """Self-attention of one new token per sequence, in evaluation: x (B, 1, D) -> (B, 1, D).
+
+        The fast path of ``forward(x, causal=True, cache=cache)`` for token-by-token generation: one new
+        token may attend every cached key, so no mask is built; no checks, no recording, no dropout.
+        ``forward`` stays the reference (the tests compare the two).
+        """
+        B, T, D = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, 1, 3D)
+        q, k, v = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, H, 1, hd)
+        k, v = cache.extend(k, v)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hd)
+        return F.linear(out.transpose(1, 2).reshape(B, T, D), self.out_proj.weight, self.out_proj.bias)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
         """Attention on projected heads (B, H, T, hd) -> merged heads (B, T, D)."""
