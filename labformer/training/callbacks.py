@@ -1,4 +1,4 @@
-"""Hooks into the Trainer's loop: the base class and the progress bar. Figures are callbacks too
+"""Hooks into the Trainer's loop: the base class, the progress bar and the evaluation lines. Figures are callbacks too
 (``labformer.plots``), so training never imports matplotlib.
 """
 
@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from labformer.training.trainer import Trainer
 
-__all__ = ["Callback", "ProgressBar"]
+__all__ = ["Callback", "EvaluationLog", "ProgressBar"]
 
 
 class Callback:
@@ -55,3 +55,10 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class EvaluationLog(Callback):
+    """Prints the task's line for each evaluation ("Epoch 3/8 …", "step 1500: train loss …")."""
+
+    def on_evaluation(self, trainer: Trainer, row: dict[str, float]) -> None:
+        tqdm.write(trainer.task.describe(row))

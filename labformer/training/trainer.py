@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labformer import io, runs
-from labformer.training.callbacks import Callback, ProgressBar
+from labformer.training.callbacks import Callback, EvaluationLog, ProgressBar
 from labformer.training.checkpoint import load_training_state, read_resumable_run, save_training_state
 from labformer.training.distributed import Cluster
 from labformer.training.history import History
@@ -126,8 +126,10 @@ class Trainer:
         callbacks: list[Callback] | tuple[Callback, ...] = (),
     ) -> Trainer:
         """A Trainer with a training config's run-time settings (amp, compile, grad_clip, checkpoint_every
-        and, where it has one, time_limit) and, when ``progress``, a progress bar on rank 0."""
-        bar = [ProgressBar()] if progress and cluster.is_main else []
+        and, where it has one, time_limit), a line per evaluation on rank 0 and, when ``progress``, a
+        progress bar."""
+        bar = [ProgressBar()] if progress else []
+        bar = [*bar, EvaluationLog()] if cluster.is_main else []
         return cls(
             task, optimizer, schedule, run_dir=run_dir, device=device, amp=config.amp, compile=config.compile,
             grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
@@ -282,8 +284,6 @@ class Trainer:
         row = task.evaluate(progress)
         for callback in self.callbacks:
             callback.on_evaluation(self, row)
-        if self.cluster.is_main:
-            tqdm.write(task.describe(row))
         self.history.append(**row)
         progress.evaluated_at = progress.step
         value = row[task.monitor]
