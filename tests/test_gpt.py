@@ -217,3 +217,13 @@ def test_sequence_loss_needs_two_tokens():
     model = GPT(GPTConfig(vocab_size=5, block_size=4, dim=8, depth=1, num_heads=2, mlp_dim=16))
     with pytest.raises(ValueError, match="at least 2 tokens"):
         model.sequence_loss(torch.tensor([1]))
+
+
+def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on():
+    """Generation runs in inference mode inside; what it returns must still work with autograd."""
+    gpt = model()
+    out = gpt.generate(torch.tensor([[1, 2]]), 6, generator=torch.Generator().manual_seed(0))
+    assert not out.is_inference()
+    gpt.train()
+    gpt.loss(out[:, :-1], out[:, 1:]).backward()
+    assert gpt.token_embedding.weight.grad is not None

@@ -174,17 +174,19 @@ class GPT(nn.Module):
                 if idx.shape[1] - start > block:
                     start = idx.shape[1] - keep
                     caches = None
-                if not use_cache:
-                    logits = self(idx[:, start:])[:, -1]
-                elif caches is None:  # (re)fill the cache with the window
-                    caches = [KVCache(block) for _ in self.encoder.layers]
-                    logits = self(idx[:, start:], caches)[:, -1]
-                elif recording:
-                    logits = self(idx[:, -1:], caches)[:, -1]
-                else:  # the fast path: one token through every layer's decode_step
-                    x = self.position(self.token_embedding(idx[:, -1:]), len(caches[0]))
-                    logits = self.head(self.encoder.decode_step(x, caches))[:, -1]
-                token = _sample(logits.float(), temperature, top_k, generator)
+                with torch.inference_mode():  # less bookkeeping per operation; only `token` leaves it
+                    if not use_cache:
+                        logits = self(idx[:, start:])[:, -1]
+                    elif caches is None:  # (re)fill the cache with the window
+                        caches = [KVCache(block) for _ in self.encoder.layers]
+                        logits = self(idx[:, start:], caches)[:, -1]
+                    elif recording:
+                        logits = self(idx[:, -1:], caches)[:, -1]
+                    else:  # the fast path: one token through every layer's decode_step
+                        x = self.position(self.token_embedding(idx[:, -1:]), len(caches[0]))
+                        logits = self.head(self.encoder.decode_step(x, caches))[:, -1]
+                    token = _sample(logits.float(), temperature, top_k, generator)
+                token = token.clone()  # an ordinary tensor again, usable anywhere
                 idx = torch.cat([idx, token], dim=1)
                 yield token
         finally:
