@@ -70,6 +70,7 @@ def test_generate_prints_text_from_the_prompt(gpt_run):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) >= 46
+    assert re.fullmatch(r"40 tokens in \d+\.\d\d s: [\d,]+ tokens/s", result.stderr.strip())
     again = run_cli(
         "generate", str(out), "--prompt", "ROMEO:", "--tokens", "40", "--seed", "3", "--top-k", "5", "--device", "cpu"
     )

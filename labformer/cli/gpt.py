@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -75,8 +77,12 @@ def _generate(args: argparse.Namespace) -> None:
     device = next(model.parameters()).device
     prompt = tokenizer.encode(args.prompt)[None].to(device)
     generator = torch.Generator(device).manual_seed(args.seed)
+    started = time.perf_counter()
     out = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, generator=generator)
+    seconds = time.perf_counter() - started
     print(tokenizer.decode(out[0].tolist()))
+    # On stderr, so that stdout is the text alone (for pipes and files).
+    print(f"{args.tokens} tokens in {seconds:.2f} s: {args.tokens / seconds:,.0f} tokens/s", file=sys.stderr)
 
 
 def evaluate_text(model: torch.nn.Module, args: argparse.Namespace) -> None:
