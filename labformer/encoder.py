@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -140,13 +141,13 @@ class EncoderLayer(_Layer):
         x = self.norm1(x + self._sa_block(x, mask, key_mask, causal, cache))
         return self.norm2(x + self._ff_block(x))
 
-    def decode_step(self, x: Tensor, cache: KVCache) -> Tensor:
-        """One new token per sequence attending its cache, in evaluation: x (B, 1, D) -> (B, 1, D).
+    def fast(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """The layer in evaluation without masks, the fast path: x (B, T, D) -> (B, T, D).
 
-        The fast path of ``forward(x, causal=True, cache=cache)`` for generation (no masks, checks or
-        dropout; see :meth:`MultiHeadAttention.decode_step`).
+        Every token attends every token (no cache), or one new token attends its cache (generation); see
+        :meth:`MultiHeadAttention.fast`. No checks, masks or dropout; ``forward`` is the reference.
         """
-        attend = self.self_attn.decode_step
+        attend = self.self_attn.fast
         if self.norm_first:
             x = x + attend(_layer_norm(self.norm1, x), cache)
             return x + self._ff_step(_layer_norm(self.norm2, x))
@@ -234,11 +235,18 @@ class Encoder(_Stack):
             x = layer(x, mask=mask, key_mask=key_mask, causal=causal, cache=cache)
         return self._final_norm(x)
 
-    def decode_step(self, x: Tensor, caches: list[KVCache]) -> Tensor:
-        """One new token per sequence through every layer (:meth:`EncoderLayer.decode_step`): (B, 1, D)."""
-        for layer, cache in zip(self.layers, caches):
-            x = layer.decode_step(x, cache)
+    def fast(self, x: Tensor, caches: list[KVCache] | None = None) -> Tensor:
+        """Every layer's fast path (:meth:`EncoderLayer.fast`): x (B, T, D) -> (B, T, D), unmasked, or one
+        new token per sequence with ``caches``."""
+        for i, layer in enumerate(self.layers):
+            x = layer.fast(x, caches[i] if caches is not None else None)
         return self._final_norm(x)
+
+    def can_run_fast(self) -> bool:
+        """Whether :meth:`fast` computes what ``forward`` would: evaluation, no gradients, nothing recording."""
+        return not (self.training or torch.is_grad_enabled()) and not any(
+            layer.self_attn._recorders for layer in self.layers
+        )
 
 
 class DecoderLayer(_Layer):

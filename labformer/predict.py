@@ -55,7 +55,7 @@ def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: b
     return torch.from_numpy(resized.copy()).reshape(size, size, channels).permute(2, 0, 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_images(model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3) -> list[dict[str, Any]]:
     """Per file: {"path", "prediction", "top": [(class, probability), ...]}; all files read first."""
     config = model.config

@@ -53,7 +53,7 @@ def test_cached_logits_equal_full_forward(position):
 @pytest.mark.parametrize("capacity", [None, 8])
 @pytest.mark.parametrize(("norm_first", "activation"), [(True, "gelu"), (False, "relu")])
 def test_the_decode_fast_path_equals_the_layers_forward(capacity, norm_first, activation):
-    """Encoder.decode_step (generation's fast path) against forward with a cache (the reference)."""
+    """Encoder.fast (generation's fast path) against forward with a cache (the reference)."""
     from labformer.attention import KVCache
     from labformer.encoder import Encoder
 
@@ -67,7 +67,7 @@ def test_the_decode_fast_path_equals_the_layers_forward(capacity, norm_first, ac
     got = [encoder(x[:, :3], causal=True, caches=fast)]
     for t in range(3, 8):
         expected.append(encoder(x[:, t : t + 1], causal=True, caches=reference))
-        got.append(encoder.decode_step(x[:, t : t + 1], fast))
+        got.append(encoder.fast(x[:, t : t + 1], fast))
     torch.testing.assert_close(torch.cat(got, 1), torch.cat(expected, 1))
     torch.testing.assert_close(torch.cat(got, 1), encoder(x, causal=True))  # and the whole sequence at once
     for a, b in zip(reference, fast):

@@ -86,3 +86,29 @@ def test_bad_config(overrides, message):
 def test_wrong_image_shape():
     with pytest.raises(ValueError, match=r"images must have shape \(batch, 1, 28, 28\); got \(2, 3, 28, 28\)"):
         ViT(ViTConfig(**SMALL))(torch.randn(2, 3, 28, 28))
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+def test_evaluation_without_gradients_takes_the_fast_path_and_gives_the_same_logits(pool, position, monkeypatch):
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=28, patch_size=7, dim=32, depth=3, num_heads=4, mlp_dim=64, pool=pool, position=position
+    )
+    model = ViT(config).double().eval()
+    images = torch.randn(5, 1, 28, 28, dtype=torch.double)
+    reference = model(images)  # gradients on: the layers' own forward
+    calls = []
+    original = type(model.encoder).fast
+    monkeypatch.setattr(type(model.encoder), "fast", lambda self, x, caches=None: calls.append(1) or original(self, x))
+    for context in (torch.no_grad(), torch.inference_mode()):
+        with context:
+            torch.testing.assert_close(model(images), reference)
+    assert len(calls) == 2  # both went through the fast path
+    with torch.no_grad(), record_attention(model) as maps:
+        torch.testing.assert_close(model(images), reference)  # recording needs the reference path ...
+    assert len(maps) == 3 and len(calls) == 2  # ... and gets every layer's weights
+    model.train()
+    with torch.no_grad():
+        model(images)
+    assert len(calls) == 2  # training mode (dropout) never takes it

@@ -186,18 +186,21 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.extend(k, v)
         return self.out_proj(self._attend(q, k, v, mask, causal))
 
-    def decode_step(self, x: Tensor, cache: KVCache) -> Tensor:
-        """Self-attention of one new token per sequence, in evaluation: x (B, 1, D) -> (B, 1, D).
+    def fast(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """Unmasked self-attention in evaluation, the fast path: x (B, T, D) -> (B, T, D).
 
-        The fast path of ``forward(x, causal=True, cache=cache)`` for token-by-token generation: one new
-        token may attend every cached key, so no mask is built; no checks, no recording, no dropout.
-        ``forward`` stays the reference (the tests compare the two).
+        Without a cache: every token attends every token (a ViT's encoder). With a cache: one new token
+        per sequence (T = 1) attends every cached key and itself, which is causal decoding. Either way
+        no mask is built, and nothing is checked, recorded or dropped out: one fused QKV projection,
+        torch's fused attention, the output projection. ``forward`` stays the reference (the tests
+        compare the two).
         """
         B, T, D = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, 1, 3D)
-        q, k, v = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, H, 1, hd)
-        k, v = cache.extend(k, v)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hd)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
+        q, k, v = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, H, T, hd)
+        if cache is not None:
+            k, v = cache.extend(k, v)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
         return F.linear(out.transpose(1, 2).reshape(B, T, D), self.out_proj.weight, self.out_proj.bias)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:

@@ -168,7 +168,7 @@ class GPT(nn.Module):
         block, keep = self.config.block_size, max(1, self.config.block_size // 2)
         start = max(0, idx.shape[1] - block)  # the window is idx[:, start:]
         caches: list[KVCache] | None = None
-        recording = any(layer.self_attn._recorders for layer in self.encoder.layers)  # needs the reference path
+        fast = self.encoder.can_run_fast()  # not when attention is being recorded
         try:
             for _ in range(max_new_tokens):
                 if idx.shape[1] - start > block:
@@ -180,11 +180,11 @@ class GPT(nn.Module):
                     elif caches is None:  # (re)fill the cache with the window
                         caches = [KVCache(block) for _ in self.encoder.layers]
                         logits = self(idx[:, start:], caches)[:, -1]
-                    elif recording:
+                    elif not fast:
                         logits = self(idx[:, -1:], caches)[:, -1]
-                    else:  # the fast path: one token through every layer's decode_step
+                    else:  # the fast path: one token through every layer
                         x = self.position(self.token_embedding(idx[:, -1:]), len(caches[0]))
-                        logits = self.head(self.encoder.decode_step(x, caches))[:, -1]
+                        logits = self.head(self.encoder.fast(x, caches))[:, -1]
                     token = _sample(logits.float(), temperature, top_k, generator)
                 token = token.clone()  # an ordinary tensor again, usable anywhere
                 idx = torch.cat([idx, token], dim=1)

@@ -121,7 +121,10 @@ class ViT(nn.Module):
             raise ValueError(
                 f"images must have shape (batch, {', '.join(map(str, expected))}); got {tuple(images.shape)}"
             )
-        return self.encoder(self.tokens(images))
+        x = self.tokens(images)
+        if isinstance(self.encoder, Encoder) and self.encoder.can_run_fast():  # evaluation without gradients
+            return self.encoder.fast(x)
+        return self.encoder(x)
 
     def forward_head(self, features: Tensor) -> Tensor:
         """(B, N [+1], D) -> logits (B, num_classes)."""
