@@ -81,7 +81,7 @@ def train_images_per_second(model: nn.Module, data, config: ClassifyConfig, step
         return config.batch_size * train_steps_per_second(trainer(model, subset, small, run_dir))
 
 
-@torch.no_grad()
+@torch.inference_mode()  # as labformer predict runs
 def inference(model: nn.Module) -> tuple[float, float]:
     model.eval()
     big, one = torch.randn(1024, 1, 28, 28), torch.randn(1, 1, 28, 28)
