@@ -124,11 +124,63 @@ def time_to_accuracy(build, data, config: ClassifyConfig, budget: float) -> dict
     return {"reached": reached, "final": accuracies[-1], "seconds": seconds, "epochs": len(accuracies)}
 
 
+def latency_table(model: nn.Module) -> list[list[str]]:
+    """Batch-1 prediction latency of ``model`` (eval): eager under no_grad and inference_mode,
+    torch.compile, and ONNX Runtime with 1 intra-op thread and with its default; medians of 300 calls."""
+    import tempfile as files
+
+    model.eval()
+    one = torch.randn(1, 1, 28, 28)
+    rows = []
+
+    def timed(name: str, call) -> None:
+        milliseconds = median_seconds(call, repeats=300, warmup=30) * 1e3
+        rows.append([name, f"{milliseconds:.3f}", "met" if milliseconds <= 0.5 else "not met"])
+        print(" | ".join(rows[-1]), flush=True)
+
+    with torch.no_grad():
+        timed("eager, torch.no_grad", lambda: model(one))
+    with torch.inference_mode():
+        timed("eager, torch.inference_mode (labformer predict)", lambda: model(one))
+        try:
+            compiled = torch.compile(model)
+            compiled(one)
+            timed("torch.compile, inference_mode", lambda: compiled(one))
+        except Exception as error:  # no C++ compiler, or an unsupported platform
+            rows.append(["torch.compile", f"unavailable: {type(error).__name__}", ""])
+    try:
+        import onnxruntime
+
+        from labformer.export import export_onnx
+    except ImportError:
+        rows.append(["ONNX Runtime", "not installed (pip install onnx onnxruntime onnxscript)", ""])
+        return rows
+    with files.TemporaryDirectory() as work:
+        path = Path(work) / "vit.onnx"
+        export_onnx(model, path)
+        for threads in (1, 0):
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            feed = {"images": one.numpy()}
+            name = f"ONNX Runtime, {'1 intra-op thread' if threads else 'default threads'}"
+            timed(name, lambda session=session, feed=feed: session.run(None, feed))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=420.0, help="max training seconds per run (default 420)")
     parser.add_argument("--skip-training", action="store_true", help="throughput rows only")
+    parser.add_argument("--latency-only", action="store_true", help="the batch-1 latency table only")
     args = parser.parse_args()
+    if args.latency_only:
+        torch.manual_seed(0)
+        model = ViT(vit_configs("fast", "mnist", {}, {})[0])
+        rows = latency_table(model)
+        print(f"\n{machine_line()}; fast preset, batch 1, float32\n")
+        print_table(["path", "latency ms (b=1)", "≤ 0.5 ms"], rows)
+        return
     data = load_mnist()
     peak = matmul_flops()
     print(f"float32 2048x2048 matmul: {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)", flush=True)

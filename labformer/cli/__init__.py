@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
     lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
 
+    export = commands.add_parser("export", help="a ViT run as an ONNX file, checked with ONNX Runtime")
+    export.add_argument("run_dir")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    export.add_argument("--attention", action="store_true", help="also output every layer's attention weights")
+    export.set_defaults(handler=_export)
+
     serve = commands.add_parser(
         "serve",
         help="a local web page: draw a digit and watch every head attend; watch the GPT write",
@@ -127,6 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _export(args: argparse.Namespace) -> None:
+    from labformer.export import export_onnx
+    from labformer.runs import load_run
+
+    model, run = load_run(args.run_dir)
+    if run["kind"] != "vit":
+        raise ValueError(f"{args.run_dir} holds a {run['kind']} run; ONNX export takes ViT runs")
+    checked = export_onnx(model, args.onnx, attention=args.attention)
+    config = model.config
+    shapes = [f"logits (batch, {config.num_classes})"]
+    if args.attention:
+        tokens = config.num_patches + (config.pool == "cls")
+        shapes.append(f"attention (batch, {config.depth}, {config.num_heads}, {tokens}, {tokens})")
+    differences = ", ".join(f"{k} {v:.1e}" for k, v in checked["max_abs_difference"].items())
+    print(
+        f"{args.onnx} ({checked['bytes'] / 1e3:,.0f} kB): images (batch, {config.channels}, {config.image_size}, "
+        f"{config.image_size}) normalised with the run's mean {run['mean']} and std {run['std']} -> "
+        f"{', '.join(shapes)}; ONNX Runtime vs PyTorch on {checked['check_batch']} random images, "
+        f"max abs difference: {differences}"
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
