@@ -3,19 +3,25 @@
 Run: ``python benchmarks/amp.py [--seconds 8]``. Prints (1) the CPU and its features, (2) a float32 vs
 bf16 matrix-product sweep over widths, (3) training throughput of the ViT ``fast`` model and the GPT
 ``cpu`` model in float32 and under bf16 autocast (same model, same batch, timed in the same run), and
-(4) what ``--amp auto`` chooses here. The end-to-end rows are the evidence behind ``--amp auto``.
+(4) mixed policies — bf16 only in the feed-forward blocks, or also in the attention projections, the
+rest (norms, softmax, residuals) in float32 — as speed-ups over float32 in the same run, and (5) what
+``--amp auto`` chooses here. The end-to-end rows are the evidence behind ``--amp auto``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import statistics
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from timing import machine_line, median_seconds, print_table
 
+from labformer.attention import MultiHeadAttention
 from labformer.doctor import fast_vit_step, time_steps, training_step
+from labformer.encoder import EncoderLayer
 from labformer.models.gpt import GPT, GPTConfig
 from labformer.training.language import preset_configs
 from labformer.training.runtime import resolve_amp
@@ -48,6 +54,69 @@ def gpt_cpu_step() -> Callable[[str], float]:
     )
 
 
+@contextlib.contextmanager
+def bf16_only_in(*methods: tuple[type, str]) -> Iterator[None]:
+    """Runs the given methods (class, name) under bf16 autocast, everything else in float32 (their outputs
+    are cast back to float32)."""
+    originals = [(cls, name, getattr(cls, name)) for cls, name in methods]
+
+    def in_bf16(original):
+        def method(self, *args, **kwargs):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = original(self, *args, **kwargs)
+            return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
+
+        return method
+
+    for cls, name, original in originals:
+        setattr(cls, name, in_bf16(original))
+    try:
+        yield
+    finally:
+        for cls, name, original in originals:
+            setattr(cls, name, original)
+
+
+# Mixed policies: which parts of each layer run in bf16 (the rest, norms and softmax included, in float32).
+POLICIES: dict[str, tuple[tuple[type, str], ...]] = {
+    "feed-forward only": ((EncoderLayer, "_ff_block"),),
+    "feed-forward + QKV projection": (
+        (EncoderLayer, "_ff_block"),
+        (MultiHeadAttention, "_project"),
+    ),
+}
+
+
+def policy_rows(seconds: float, rounds: int = 3) -> list[list[str]]:
+    """Whole training steps under each policy against float32 and full bf16 autocast: ``rounds``
+    interleaved rounds (float32, all bf16, each policy, ...), medians of the seconds per step."""
+    cpu = torch.device("cpu")
+    rows = []
+    for name, step, items in (
+        ("ViT fast (dim 64, batch 128)", fast_vit_step(cpu), 128),
+        ("GPT cpu (dim 96, batch 32 x 128)", gpt_cpu_step(), 32 * 128),
+    ):
+        variants: dict[str, Callable[[], float]] = {
+            "float32": lambda step=step: time_steps(step, "none", seconds / rounds).seconds_per_step,
+            "all bf16": lambda step=step: time_steps(step, "bf16", seconds / rounds).seconds_per_step,
+        }
+        for policy, methods in POLICIES.items():
+
+            def timed(step=step, methods=methods) -> float:
+                with bf16_only_in(*methods):
+                    return time_steps(step, "none", seconds / rounds).seconds_per_step
+
+            variants[policy] = timed
+        times: dict[str, list[float]] = {variant: [] for variant in variants}
+        for _ in range(rounds):
+            for variant, measure in variants.items():
+                times[variant].append(measure())
+        fp32 = statistics.median(times["float32"])
+        speedups = [f"{fp32 / statistics.median(times[v]):.2f}x" for v in variants if v != "float32"]
+        rows.append([name, f"{items / fp32:,.0f}", *speedups])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per model and precision")
@@ -71,6 +140,11 @@ def main() -> None:
             ]
         )
     print_table(["model (training step)", "float32 items/s", "bf16 items/s", "bf16 speed-up"], rows)
+    print()
+    print_table(
+        ["model (training step)", "float32 items/s", "all bf16", *(f"bf16 {name}" for name in POLICIES)],
+        policy_rows(args.seconds),
+    )
     print(f"\n--amp auto on this CPU: {resolve_amp('auto', cpu)} (float32 on every CPU; bf16 on CUDA GPUs with bf16)")
 
 
