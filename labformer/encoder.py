@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from labformer.attention import KVCache, MultiHeadAttention
 from labformer.config import require_positive_ints
 
-__all__ = ["Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "FeedForward"]
+__all__ = ["Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "FeedForward", "feed_forward_precision"]
 
 Activation = Literal["relu", "gelu"]
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
@@ -87,6 +87,7 @@ class _Layer(nn.Module):
             setattr(self, f"dropout{i}", nn.Dropout(dropout))
         self.activation = _activation(activation)
         self.norm_first = norm_first
+        self.ff_dtype: torch.dtype | None = None  # see feed_forward_precision
 
     def _sa_block(
         self,
@@ -102,7 +103,11 @@ class _Layer(nn.Module):
     def _ff_block(self, x: Tensor) -> Tensor:
         """The feed-forward branch (without its residual): dropout(linear2(dropout(act(linear1(x)))))."""
         last_dropout = self.dropout3 if self.cross_attention else self.dropout2
-        return last_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        if self.ff_dtype is None:
+            return last_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        with torch.autocast(x.device.type, dtype=self.ff_dtype):
+            out = last_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return out.to(x.dtype)
 
 
 class EncoderLayer(_Layer):
@@ -156,8 +161,22 @@ class EncoderLayer(_Layer):
 
     def _ff_step(self, x: Tensor) -> Tensor:
         """The feed-forward branch in evaluation (no dropout), with the weights called directly."""
+        if self.ff_dtype is not None:  # the reference, in the chosen precision
+            return self._ff_block(x)
         hidden = self.activation(F.linear(x, self.linear1.weight, self.linear1.bias))
         return F.linear(hidden, self.linear2.weight, self.linear2.bias)
+
+
+def feed_forward_precision(module: nn.Module, dtype: torch.dtype | None) -> None:
+    """Runs the feed-forward blocks of every encoder/decoder layer in ``module`` under ``dtype`` autocast
+    (e.g. torch.bfloat16), the rest of the layer in its own precision; None = as the layer's weights.
+
+    On CPUs with AMX, bf16 only in the GPT's feed-forward blocks trains faster than float32 end to end,
+    where full bf16 autocast is slower (``benchmarks/amp.py``): ``--amp bf16-ff``.
+    """
+    for layer in module.modules():
+        if isinstance(layer, _Layer):
+            layer.ff_dtype = dtype
 
 
 def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:

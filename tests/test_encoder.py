@@ -163,3 +163,29 @@ def test_bad_input():
         Encoder(8, 2, 16, 0)
     with pytest.raises(ValueError, match="mlp_dim must be a positive integer; got -1"):
         FeedForward(8, -1)
+
+
+def test_feed_forward_precision_runs_only_the_feed_forward_blocks_in_bf16():
+    from labformer.encoder import feed_forward_precision
+
+    torch.manual_seed(0)
+    encoder = Encoder(32, 4, 64, 2, norm_first=True, activation="gelu", final_norm=True)
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    reference = encoder(x, causal=True)
+    seen: dict[str, torch.dtype] = {}
+    for name, module in encoder.named_modules():
+        if name.endswith(("linear1", "out_proj")):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    feed_forward_precision(encoder, torch.bfloat16)
+    mixed = encoder(x, causal=True)
+    assert seen["layers.0.linear1"] == torch.bfloat16 and seen["layers.0.self_attn.out_proj"] == torch.float32
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, reference, atol=5e-2, rtol=5e-2)  # bf16 has 8 bits of mantissa
+    assert not torch.equal(mixed, reference)
+    mixed.sum().backward()
+    assert encoder.layers[0].linear1.weight.grad.dtype == torch.float32  # the weights stay float32
+    encoder.eval()
+    with torch.no_grad():  # the evaluation fast path keeps the chosen precision
+        torch.testing.assert_close(encoder(x), encoder(x.detach().clone().requires_grad_()).detach())
+    feed_forward_precision(encoder, None)
+    torch.testing.assert_close(encoder.train()(x, causal=True), reference)

@@ -112,6 +112,20 @@ def test_evaluate_scores_any_text_and_counts_unknown_characters(gpt_run, corpus,
     assert "fewer than 2 characters this model knows" in capsys.readouterr().err
 
 
+def test_bf16_in_the_feed_forward_blocks_is_saved_and_kept_on_resume(corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ["--text", str(corpus), "--iters", "20", *TINY_GPT, "--no-progress"]
+    trained = run_cli("train", "gpt", *args, "--amp", "bf16-ff", "--out", str(out))
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((out / "config.json").read_text())["train"]["amp"] == "bf16-ff"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["amp"] == "bf16-ff" and math.isfinite(metrics["val_loss"])
+    refused = run_cli("train", "gpt", "--resume", str(out), "--amp", "bf16")
+    assert refused.returncode == 2 and "trained with --amp bf16-ff" in refused.stderr
+    model = labformer.load(out)  # a plain model: loading for inference keeps float32
+    assert all(layer.ff_dtype is None for layer in model.encoder.layers)
+
+
 def test_resume_gives_the_same_model(corpus, tmp_path):
     model_values, config = language.preset_configs(
         "cpu",

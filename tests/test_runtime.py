@@ -57,6 +57,7 @@ def test_auto_is_float32_on_every_cpu_without_timing_anything(kind, monkeypatch,
     cpu = torch.device("cpu")
     assert [resolve_amp("auto", cpu) for _ in range(3)] == ["none"] * 3
     assert resolve_amp("bf16", cpu) == "bf16" and resolve_amp("none", cpu) == "none"
+    assert resolve_amp("bf16-ff", cpu) == "bf16-ff"
 
 
 @pytest.mark.parametrize(("supported", "auto"), [(True, "bf16"), (False, "none")])
@@ -72,7 +73,7 @@ def test_auto_on_cuda_follows_bf16_support(supported, auto, monkeypatch, no_cloc
 
 
 def test_bad_amp_is_refused():
-    with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'none', 'bf16'\]; got 'fp16'"):
+    with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'none', 'bf16', 'bf16-ff'\]; got 'fp16'"):
         resolve_amp("fp16", torch.device("cpu"))
     with pytest.raises(ValueError, match="once resolved; got 'auto'"):
         runtime.autocast(torch.device("cpu"), "auto")

@@ -39,7 +39,7 @@ class ClassifyConfig(JsonConfig):
     train_size: int | None = setting(None, "use only this many training images (quick runs, tests)")
     seed: int = setting(0, "seeds the weights, the validation split and the data order")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
-    amp: Literal["auto", "none", "bf16"] = setting("auto", AMP_HELP)
+    amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
     compile: bool = setting(False, "torch.compile the model")
     eval_batch_size: int = setting(1024, "images per batch when scoring")
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)")
@@ -130,7 +130,7 @@ class LanguageConfig(JsonConfig):
     eval_iters: int = setting(50, "batches per split in each evaluation")
     seed: int = setting(1337, "seeds the weights and the batches")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
-    amp: Literal["auto", "none", "bf16"] = setting("auto", AMP_HELP)
+    amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
     compile: bool = setting(False, "torch.compile the model")
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at each evaluation only)")
     # The only setting that makes a run depend on the machine's speed; no preset uses it.

@@ -26,19 +26,21 @@ __all__ = [
     "resolve_amp",
 ]
 
-AMP_CHOICES = ("auto", "none", "bf16")  # "none" = float32
+AMP_CHOICES = ("auto", "none", "bf16", "bf16-ff")  # "none" = float32
 AMP_HELP = (
-    "precision: none = float32, bf16 = bf16 autocast, auto = bf16 on CUDA GPUs that support it and float32 "
-    "on CPU; decided once and saved, so --resume continues in it"
+    "precision: none = float32, bf16 = bf16 autocast, bf16-ff = bf16 in the feed-forward blocks only (faster "
+    "than float32 for the GPT on AMX CPUs), auto = bf16 on CUDA GPUs that support it and float32 on CPU; "
+    "decided once and saved, so --resume continues in it"
 )
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``amp`` is "bf16"; nothing when "none"."""
-    if amp == "none":
+    """bf16 autocast on ``device`` when ``amp`` is "bf16"; nothing when "none" or "bf16-ff" (there the
+    feed-forward blocks cast themselves: :func:`labformer.encoder.feed_forward_precision`)."""
+    if amp in ("none", "bf16-ff"):
         return contextlib.nullcontext()
     if amp != "bf16":
-        raise ValueError(f"amp must be 'none' or 'bf16' once resolved; got {amp!r}")
+        raise ValueError(f"amp must be 'none', 'bf16' or 'bf16-ff' once resolved; got {amp!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
@@ -95,7 +97,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
         raise ValueError(f"amp must be one of {list(AMP_CHOICES)}; got {amp!r}")
     if device.type == "cuda":
         supported = torch.cuda.is_bf16_supported()
-        if amp == "bf16" and not supported:
+        if amp in ("bf16", "bf16-ff") and not supported:
             raise ValueError("--amp bf16 is unavailable: this GPU does not support bfloat16")
         if amp == "auto":
             return "bf16" if supported else "none"

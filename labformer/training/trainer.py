@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labformer import io, runs
+from labformer.encoder import feed_forward_precision
 from labformer.training.callbacks import Callback, EvaluationLog, ProgressBar
 from labformer.training.checkpoint import load_training_state, read_resumable_run, save_training_state
 from labformer.training.distributed import Cluster
@@ -75,7 +76,7 @@ class Trainer:
         schedule: the learning rate per step.
         run_dir: where checkpoints, weights, history and metrics go.
         device: where the model and batches live.
-        amp: resolved precision, "none" or "bf16".
+        amp: resolved precision: "none", "bf16" (autocast) or "bf16-ff" (bf16 in the feed-forward blocks).
         compile: ``torch.compile`` the model for the steps.
         grad_clip: max global gradient norm; 0 = off.
         checkpoint_every: also checkpoint every N steps (0: at evaluations only).
@@ -104,6 +105,8 @@ class Trainer:
         self.run_dir, self.device, self.amp, self.compile = Path(run_dir), device, amp, compile
         self.grad_clip, self.checkpoint_every, self.time_limit = grad_clip, checkpoint_every, time_limit
         self.cluster = cluster or Cluster()
+        if amp == "bf16-ff":
+            feed_forward_precision(task.model, torch.bfloat16)
         self.callbacks = list(callbacks)
         self.progress = Progress(running=dict.fromkeys(RUNNING + task.sums, 0.0))
         self.history = History()
