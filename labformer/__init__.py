@@ -13,7 +13,8 @@ from labformer.attention import (
     record_attention,
     scaled_dot_product_attention,
 )
-from labformer.encoder import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward
+from labformer.decoder import Decoder, DecoderLayer
+from labformer.encoder import Encoder, EncoderLayer, FeedForward
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding, sinusoidal_encoding
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
-"""Parts 3–4 of the lab: the feed-forward block, encoder layers (post- and pre-norm), the encoder
-stack, and (Extra) the decoder with cross-attention.
+"""Parts 3–4 of the lab: the feed-forward block, encoder layers (post- and pre-norm) and the encoder
+stack; the decoder with cross-attention (Extra) is in :mod:`labformer.decoder`.
 
 Each module's state dict has exactly the keys of its PyTorch counterpart
 (``torch.nn.TransformerEncoderLayer``, ``TransformerEncoder``, ``TransformerDecoderLayer``,
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from labformer.attention import KVCache, MultiHeadAttention
 from labformer.config import require_positive_ints
 
-__all__ = ["Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "FeedForward", "feed_forward_precision"]
+__all__ = ["Encoder", "EncoderLayer", "FeedForward", "feed_forward_precision"]
 
 Activation = Literal["relu", "gelu"]
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
@@ -266,60 +266,3 @@ class Encoder(_Stack):
         return not (self.training or torch.is_grad_enabled()) and not any(
             layer.self_attn._recorders for layer in self.layers
         )
-
-
-class DecoderLayer(_Layer):
-    """Self-attention, cross-attention over an encoder's ``memory``, feed-forward; each residual + LN.
-
-    Args: as for :class:`EncoderLayer`.
-
-    Example:
-        >>> DecoderLayer(10, 2, 40)(torch.randn(2, 5, 10), torch.randn(2, 7, 10), causal=True).shape
-        torch.Size([2, 5, 10])
-    """
-
-    cross_attention = True
-
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        *,
-        mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        key_mask: Tensor | None = None,
-        memory_key_mask: Tensor | None = None,
-        causal: bool = False,
-    ) -> Tensor:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D).
-
-        ``mask``/``key_mask``/``causal`` apply to self-attention, ``memory_mask``/``memory_key_mask``
-        to cross-attention (queries from x, keys and values from memory).
-        """
-        if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), mask, key_mask, causal)
-            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_mask)
-            return x + self._ff_block(self.norm3(x))
-        x = self.norm1(x + self._sa_block(x, mask, key_mask, causal))
-        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_mask))
-        return self.norm3(x + self._ff_block(x))
-
-    def _mha_block(self, x: Tensor, memory: Tensor, mask: Tensor | None, key_mask: Tensor | None) -> Tensor:
-        """The cross-attention branch (without its residual): queries from x, keys and values from memory."""
-        return self.dropout2(self.multihead_attn(x, memory, memory, mask=mask, key_mask=key_mask))
-
-
-class Decoder(_Stack):
-    """A stack of :class:`DecoderLayer` s over one shared ``memory``, optionally with a final LayerNorm.
-
-    Args: as for :class:`Encoder`.
-    """
-
-    layer_class = DecoderLayer
-
-    def forward(self, x: Tensor, memory: Tensor, **masks: Tensor | bool | None) -> Tensor:
-        """x (B, T, D), memory (B, S, D) -> (B, T, D); ``masks`` as for :meth:`DecoderLayer.forward`
-        (mask, memory_mask, key_mask, memory_key_mask, causal), the same for every layer."""
-        for layer in self.layers:
-            x = layer(x, memory, **masks)
-        return self._final_norm(x)

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from labformer.attention import attention_weights, scaled_dot_product_attention
-from labformer.encoder import DecoderLayer, EncoderLayer
+from labformer.decoder import DecoderLayer
+from labformer.encoder import EncoderLayer
 from labformer.lab.result import Result
 from labformer.position import sinusoidal_encoding
 
