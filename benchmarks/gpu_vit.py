@@ -45,7 +45,7 @@ class ScoreTest(Callback):
         correct = 0
         for start in range(0, len(self.labels), 2000):
             images = self.images[start : start + 2000].to(device).float() / 255.0
-            logits = model(((images - self.mean.to(device)) / self.std.to(device)))
+            logits = model((images - self.mean.to(device)) / self.std.to(device))
             correct += (logits.argmax(-1).cpu() == self.labels[start : start + 2000]).sum().item()
         model.train(was_training)
         accuracy, seconds, epoch = correct / len(self.labels), trainer.progress.train_seconds, int(row["epoch"])
@@ -94,9 +94,8 @@ def main() -> None:
     for item in args.presets.split(","):
         preset, _, dataset = item.partition(":")
         dataset = dataset or "mnist"
-        results.append(
-            run_preset(preset, dataset, args.data_dir if dataset != "mnist" else None, args.amp, args.compile, args.device)
-        )
+        data_dir = args.data_dir if dataset != "mnist" else None
+        results.append(run_preset(preset, dataset, data_dir, args.amp, args.compile, args.device))
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1))
     rows = []
@@ -114,7 +113,8 @@ def main() -> None:
             ]
         )
     print_table(
-        ["preset", "epochs", "train img/s", "to 98 % / 70 %", "to 99 % / 75 %", "to 99.5 % / 79.35 %", "test acc", "train s"],
+        ["preset", "epochs", "train img/s", "to 98 % / 70 %", "to 99 % / 75 %", "to 99.5 % / 79.35 %", "test acc"]
+        + ["train s"],
         rows,
     )
 

@@ -57,8 +57,8 @@ class SinusoidalPositionEncoding(nn.Module):
         self.num_positions = num_positions
         self.register_buffer("table", sinusoidal_encoding(num_positions, dim, variant=variant), persistent=False)
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """x (B, T, D) -> x + PE[offset : offset + T]."""
+    def forward(self, x: Tensor, offset: int | Tensor = 0) -> Tensor:
+        """x (B, T, D) -> x + PE[offset : offset + T]; or x + PE[offset] for (B, T) positions ``offset``."""
         return x + _positions(self.table, x.shape[1], offset, self.num_positions).to(x.dtype)
 
 
@@ -70,12 +70,20 @@ class LearnedPositionEmbedding(nn.Module):
         self.num_positions = num_positions
         self.table = nn.Parameter(torch.randn(num_positions, dim) * 0.02)
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """x (B, T, D) -> x + table[offset : offset + T]."""
+    def forward(self, x: Tensor, offset: int | Tensor = 0) -> Tensor:
+        """x (B, T, D) -> x + table[offset : offset + T]; or x + table[offset] for (B, T) positions ``offset``."""
         return x + _positions(self.table, x.shape[1], offset, self.num_positions)
 
 
-def _positions(table: Tensor, length: int, offset: int, num_positions: int) -> Tensor:
+def _positions(table: Tensor, length: int, offset: int | Tensor, num_positions: int) -> Tensor:
+    """table[offset : offset + length] (T, D), or table[offset] (B, T, D) for a tensor of positions (B, T)."""
+    if isinstance(offset, Tensor):
+        if offset.dim() != 2 or offset.shape[1] != length:
+            raise ValueError(f"positions must have shape (batch, {length}); got {tuple(offset.shape)}")
+        if offset.numel() and not 0 <= int(offset.min()) <= int(offset.max()) < num_positions:
+            low, high = int(offset.min()), int(offset.max())
+            raise ValueError(f"positions must lie in 0..{num_positions - 1}; got {low}..{high}")
+        return table[offset]
     if offset + length > num_positions:
         raise ValueError(f"positions {offset}..{offset + length - 1} exceed the encoding's {num_positions} positions")
     return table[offset : offset + length]

@@ -126,6 +126,53 @@ def test_generation_window_matches_a_brute_force_loop():
     assert torch.equal(out, idx)
 
 
+@pytest.mark.parametrize("position", ["learned", "sincos"])
+def test_batched_generation_of_prompts_of_different_lengths_equals_one_at_a_time(position):
+    """Left-padded, key-masked, positions per row: each row greedily continues as it would alone, through
+    several window jumps (block 8), for prompts shorter than, equal to and longer than the block."""
+    gpt = model(position=position)
+    lengths = (1, 3, 8, 11)
+    prompts = [torch.randint(0, 11, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
+    for use_cache in (True, False):
+        batched = gpt.generate_batch(prompts, 25, top_k=1, use_cache=use_cache)
+        for prompt, row in zip(prompts, batched):
+            assert torch.equal(row, gpt.generate(prompt[None], 25, top_k=1)[0])
+
+
+def test_batched_generation_with_cache_equals_without_when_sampling():
+    gpt = model()
+    prompts = [torch.tensor([1]), torch.tensor([2, 3, 4, 5, 6]), torch.tensor([7, 8, 9])]
+    runs = [
+        gpt.generate_batch(prompts, 20, 0.9, 5, use_cache=use_cache, generator=torch.Generator().manual_seed(2))
+        for use_cache in (True, False)
+    ]
+    assert [len(row) for row in runs[0]] == [21, 25, 23]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert all(torch.equal(row[: len(p)], p) for row, p in zip(runs[0], prompts))
+
+
+def test_padding_is_never_attended():
+    """Whatever the padding holds, a left-padded row's logits equal the unpadded row's."""
+    gpt = model()
+    row = torch.tensor([[4, 2, 7]])
+    for pad in (0, 5):
+        padded = torch.cat([torch.full((1, 4), pad), row], dim=1)
+        mask = torch.tensor([[False] * 4 + [True] * 3])
+        positions = torch.tensor([[0, 0, 0, 0, 0, 1, 2]])
+        logits = gpt(padded, key_mask=mask, positions=positions)[:, 4:]
+        torch.testing.assert_close(logits, gpt(row))
+
+
+def test_bad_batched_generation_arguments():
+    gpt = model()
+    with pytest.raises(ValueError, match=r"non-empty 1-D id tensors; got shapes \[\(2,\), \(0,\)\]"):
+        gpt.generate_batch([torch.tensor([1, 2]), torch.tensor([], dtype=torch.long)], 3)
+    with pytest.raises(ValueError, match="temperature and top_k must be positive"):
+        gpt.generate_batch([torch.tensor([1])], 3, top_k=0)
+    with pytest.raises(ValueError, match=r"positions must lie in 0..7; got 0..8"):
+        gpt(torch.zeros(1, 2, dtype=torch.long), positions=torch.tensor([[0, 8]]))
+
+
 def test_top_k_restricts_tokens():
     gpt = model()
     prompt = torch.tensor([[1]])

@@ -79,6 +79,20 @@ def test_generate_prints_text_from_the_prompt(gpt_run):
     assert model.config.block_size == 16 and not model.training
 
 
+def test_generate_several_prompts_at_once(gpt_run, capsys):
+    """Repeated --prompt: one left-padded batch; greedy (top-k 1) rows equal each prompt generated alone."""
+    out, _ = gpt_run
+    prompts = ["ROMEO:", "A", "First Citizen:\nWe"]
+    flags = ["--tokens", "30", "--top-k", "1", "--device", "cpu"]
+    assert main(["generate", str(out), *[a for p in prompts for a in ("--prompt", p)], *flags]) == 0
+    captured = capsys.readouterr()
+    samples = re.split(r"=== sample \d of 3 ===\n", captured.out)[1:]
+    assert re.fullmatch(r"90 tokens in \d+\.\d\d s: [\d,]+ tokens/s", captured.err.strip())
+    for prompt, sample in zip(prompts, samples, strict=True):
+        assert main(["generate", str(out), "--prompt", prompt, *flags]) == 0
+        assert capsys.readouterr().out == sample
+
+
 def test_generate_bad_input(gpt_run, capsys):
     out, _ = gpt_run
     assert main(["generate", str(out), "--prompt", "ROMEO\u00e9"]) == 2

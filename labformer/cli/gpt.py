@@ -39,7 +39,10 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
 
     generate = commands.add_parser("generate", help="sample text from a trained GPT run")
     generate.add_argument("run_dir")
-    generate.add_argument("--prompt", default="\n")
+    generate.add_argument(
+        "--prompt", action="append", help="text to continue (default: a newline); repeat it to sample several "
+        "prompts of different lengths at once (one left-padded batch)",
+    )  # fmt: skip
     generate.add_argument("--tokens", type=int, default=500)
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--top-k", type=int)
@@ -72,17 +75,26 @@ def _generate(args: argparse.Namespace) -> None:
     if run["kind"] != "gpt":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; generate needs a gpt run")
     tokenizer = CharTokenizer(read_json(Path(args.run_dir) / VOCAB, "vocabulary"))
-    if not args.prompt:
+    texts = args.prompt or ["\n"]
+    if not all(texts):
         raise ValueError("--prompt must not be empty")
     device = next(model.parameters()).device
-    prompt = tokenizer.encode(args.prompt)[None].to(device)
+    prompts = [tokenizer.encode(text).to(device) for text in texts]
     generator = torch.Generator(device).manual_seed(args.seed)
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, generator=generator)
     started = time.perf_counter()
-    out = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, generator=generator)
+    if len(prompts) == 1:
+        rows = [model.generate(prompts[0][None], args.tokens, **sampling)[0]]
+    else:
+        rows = model.generate_batch(prompts, args.tokens, **sampling)
     seconds = time.perf_counter() - started
-    print(tokenizer.decode(out[0].tolist()))
+    for i, row in enumerate(rows):
+        if len(rows) > 1:
+            print(f"=== sample {i + 1} of {len(rows)} ===")
+        print(tokenizer.decode(row.tolist()))
     # On stderr, so that stdout is the text alone (for pipes and files).
-    print(f"{args.tokens} tokens in {seconds:.2f} s: {args.tokens / seconds:,.0f} tokens/s", file=sys.stderr)
+    tokens = args.tokens * len(rows)
+    print(f"{tokens} tokens in {seconds:.2f} s: {tokens / seconds:,.0f} tokens/s", file=sys.stderr)
 
 
 def evaluate_text(model: torch.nn.Module, args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ Token ids (B, T) → embedding (B, T, D) + position → pre-norm encoder layers,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,18 +75,29 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.head.weight = self.token_embedding.weight
 
-    def forward(self, idx: Tensor, caches: list[KVCache] | None = None) -> Tensor:
+    def forward(
+        self,
+        idx: Tensor,
+        caches: list[KVCache] | None = None,
+        *,
+        key_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
         """Token ids (B, T) -> next-token logits (B, T, vocab).
 
         ``caches``: one :class:`KVCache` per layer; the T tokens then follow the cached ones.
+        ``key_mask`` (B, cached + T), True = real token: left padding, never attended. ``positions``
+        (B, T): each token's position (default: its index after the cached ones), e.g. counted from
+        each row's first real token.
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (batch, tokens); got {tuple(idx.shape)}")
         offset = len(caches[0]) if caches else 0
         if offset + idx.shape[1] > self.config.block_size:
             raise ValueError(f"{offset + idx.shape[1]} tokens exceed block_size {self.config.block_size}")
-        x = self.dropout(self.position(self.token_embedding(idx), offset))  # (B, T, D)
-        x = self.encoder(x, causal=True, caches=caches)
+        x = self.token_embedding(idx)
+        x = self.dropout(self.position(x, offset if positions is None else positions))  # (B, T, D)
+        x = self.encoder(x, causal=True, key_mask=key_mask, caches=caches)
         return self.head(x)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
@@ -191,6 +202,69 @@ class GPT(nn.Module):
                 yield token
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        prompts: Sequence[Tensor],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        *,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Samples ``max_new_tokens`` after each of several prompts of different lengths at once; returns
+        each prompt (1-D ids) followed by its new tokens.
+
+        The prompts are left-padded to one width, a key mask keeps the padding from being attended and
+        positions count from each row's first real token, so each row computes what :meth:`generate`
+        computes for it alone (the same window jumps, row by row; the same tokens with ``top_k=1``).
+        """
+        if not prompts or any(p.dim() != 1 or p.numel() == 0 for p in prompts):
+            shapes = [tuple(p.shape) for p in prompts]
+            raise ValueError(f"prompts must be non-empty 1-D id tensors; got shapes {shapes}")
+        if temperature <= 0 or (top_k is not None and top_k <= 0):
+            raise ValueError(f"temperature and top_k must be positive; got {temperature} and {top_k}")
+        was_training = self.training
+        self.eval()
+        block, keep = self.config.block_size, max(1, self.config.block_size // 2)
+        rows = [p.to(self.head.weight.device) for p in prompts]
+        starts = [max(0, len(row) - block) for row in rows]  # row i's window is rows[i][starts[i]:]
+        caches: list[KVCache] | None = None
+        tokens = mask = positions = torch.empty(0)  # the last step's, once the cache is filled
+        try:
+            for _ in range(max_new_tokens):
+                for i, row in enumerate(rows):
+                    if len(row) - starts[i] > block:  # as generate: the window jumps, the cache is rebuilt
+                        starts[i], caches = len(row) - keep, None
+                with torch.inference_mode():
+                    if caches is None or not use_cache:
+                        ids, mask, positions = _left_padded([row[s:] for row, s in zip(rows, starts)])
+                        caches = [KVCache(block) for _ in self.encoder.layers] if use_cache else None
+                        logits = self(ids, caches, key_mask=mask, positions=positions)[:, -1]
+                    else:  # one new token per row, after the cached window
+                        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                        positions = positions[:, -1:] + 1
+                        logits = self(tokens, caches, key_mask=mask, positions=positions)[:, -1]
+                    tokens = _sample(logits.float(), temperature, top_k, generator)  # (B, 1)
+                tokens = tokens.clone()
+                rows = [torch.cat([row, token]) for row, token in zip(rows, tokens)]
+        finally:
+            self.train(was_training)
+        return rows
+
+
+def _left_padded(rows: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """1-D id sequences -> left-padded ids (B, W), key mask (B, W) and positions (B, W) counted from each
+    row's first real token (0 on the padding)."""
+    width = max(len(row) for row in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long, device=rows[0].device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=rows[0].device)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :], mask[i, width - len(row) :] = row, True
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return ids, mask, positions
 
 
 def _sample(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:

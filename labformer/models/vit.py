@@ -37,6 +37,9 @@ class ViTConfig(JsonConfig):
     dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
     position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
     backend: Literal["labformer", "torch"] = setting("labformer", "whose encoder layers run (same weights)")
+    stem: Literal["linear", "norm"] = setting(
+        "linear", "patch embedding: linear (the lab's), or norm = LayerNorm before and after it (beyond the lab)"
+    )
 
     def __post_init__(self) -> None:
         names = ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim")
@@ -45,7 +48,12 @@ class ViTConfig(JsonConfig):
             raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
         if self.dim % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
-        choices = {"pool": ("cls", "mean"), "position": ("learned", "sincos"), "backend": ("labformer", "torch")}
+        choices = {
+            "pool": ("cls", "mean"),
+            "position": ("learned", "sincos"),
+            "backend": ("labformer", "torch"),
+            "stem": ("linear", "norm"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
@@ -89,6 +97,9 @@ class ViT(nn.Module):
         p = config.patch_size
         # A Linear on each flattened patch (= a Conv2d with stride p, but 4x faster to train on CPU).
         self.patch_embed = nn.Linear(config.channels * p * p, config.dim)
+        norm = config.stem == "norm"  # as vit-pytorch: normalise each patch's pixels, then each embedding
+        self.patch_norm_in = nn.LayerNorm(config.channels * p * p) if norm else nn.Identity()
+        self.patch_norm_out = nn.LayerNorm(config.dim) if norm else nn.Identity()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim)) if config.pool == "cls" else None
         num_tokens = config.num_patches + (config.pool == "cls")
         if config.position == "learned":
@@ -109,7 +120,7 @@ class ViT(nn.Module):
 
     def tokens(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, N [+1], D): patch embeddings, class token first, positions added."""
-        x = self.patch_embed(self.patches(images))  # (B, N, D)
+        x = self.patch_norm_out(self.patch_embed(self.patch_norm_in(self.patches(images))))  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         return self.dropout(self.position(x))
