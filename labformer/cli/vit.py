@@ -20,9 +20,12 @@ def add_vit_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "vit",
         help="train a Vision Transformer (default: MNIST, preset fast)",
-        description="Train a Vision Transformer on MNIST or CIFAR-10. Every setting overrides the preset's value.",
+        description="Train a Vision Transformer on MNIST, CIFAR-10 or a folder of labelled images. Every setting "
+        "overrides the preset's value.",
     )
-    parser.add_argument("--dataset", default="mnist", help="mnist | cifar10 (default: mnist)")
+    parser.add_argument(
+        "--dataset", default="mnist", help="mnist | cifar10 | folder (any labelled folder or tar: --data-dir)"
+    )
     parser.add_argument("--preset", default="fast", help=f"{' | '.join(PRESETS)} (default: fast)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-vit-<dataset>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
@@ -39,17 +42,20 @@ def add_vit_parser(sub: argparse._SubParsersAction) -> None:
 
 def train_vit(args: argparse.Namespace) -> None:
     from labformer.plots import ClassifierFigures
-    from labformer.training.classify import train_classifier
-    from labformer.training.recipes import ClassifyConfig, vit_configs
+    from labformer.training.classify import load_data, train_classifier
+    from labformer.training.recipes import ClassifyConfig, classify_config, vit_configs
 
     shown = dict(progress=not args.no_progress, callbacks=[ClassifierFigures()])
     if args.resume:
         train_classifier(None, ClassifyConfig(**picked(args, RUNTIME)), resume=args.resume, **shown)
         return
-    model_config, train_config = vit_configs(
-        args.preset, args.dataset, picked(args, args.model_flags), picked(args, args.train_flags)
-    )
-    train_classifier(model_config, train_config, out=args.out, preset=args.preset, **shown)
+    train_flags, data, shape = picked(args, args.train_flags), None, None
+    if args.dataset == "folder":  # the images give the model its input shape and classes
+        data = load_data(classify_config(args.preset, "folder", train_flags))
+        shape = dict(image_size=data.image_size, channels=data.channels, num_classes=len(data.classes))
+    model_flags = picked(args, args.model_flags)
+    model_config, train_config = vit_configs(args.preset, args.dataset, model_flags, train_flags, shape)
+    train_classifier(model_config, train_config, out=args.out, preset=args.preset, data=data, **shown)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -65,12 +71,9 @@ def evaluate(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores vit and gpt runs")
     if args.text:
         raise ValueError("--text scores GPT runs; for a ViT run pass --data-dir")
-    from labformer.data import load_images
+    from labformer.data import load_run_images
 
-    train = run["train"]
-    data = load_images(
-        train["dataset"], args.data_dir or train.get("data_dir"), val_size=train["val_size"], seed=train["seed"]
-    )
+    data = load_run_images(run["train"], args.data_dir)
     result = evaluate(model, data, "test")
     if args.json:
         print(

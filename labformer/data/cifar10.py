@@ -102,7 +102,7 @@ def _load_splits(source: Path) -> tuple[ImageSplit, ImageSplit]:
     return splits[0], splits[1]
 
 
-def load_cifar10(data_dir: str | Path | None = None, *, val_size: int = 5000, seed: int = 0) -> ImageData:
+def load_cifar10(data_dir: str | Path | None = None, *, val_size: float = 5000, seed: int = 0) -> ImageData:
     """CIFAR-10 as :class:`ImageData` (uint8 images (N, 3, 32, 32)).
 
     Args:
@@ -122,5 +122,5 @@ def load_cifar10(data_dir: str | Path | None = None, *, val_size: int = 5000, se
         if archives and not any(source.rglob("data_batch_1*")):
             source = archives[0]
     train, test = _load_splits(source)
-    train, val = split_validation(train, min(val_size, len(train) - 1), seed)
+    train, val = split_validation(train, min(val_size, len(train) - 1) if val_size >= 1 else val_size, seed)
     return ImageData("cifar10", train, val, test, CLASSES, CIFAR_MEAN, CIFAR_STD)

@@ -72,8 +72,9 @@ class ImageData:
         return (images.float() / 255.0 - mean) / std
 
 
-def split_validation(train: ImageSplit, size: int, seed: int) -> tuple[ImageSplit, ImageSplit]:
-    """Carves a seeded random validation split of ``size`` images out of ``train``."""
+def split_validation(train: ImageSplit, size: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    """Carves a seeded random validation split of ``size`` images (below 1: that fraction) out of ``train``."""
+    size = round(size * len(train)) if 0 < size < 1 else int(size)
     if not 0 <= size < len(train):
         raise ValueError(f"val_size ({size}) must be at least 0 and smaller than the {len(train)} training images")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))

@@ -92,7 +92,7 @@ def _from_embedded(path: Path) -> tuple[ImageSplit, ImageSplit]:
     return train, split(test_x, test_y)
 
 
-def load_mnist(data_dir: str | Path | None = None, *, val_size: int = 5000, seed: int = 0) -> ImageData:
+def load_mnist(data_dir: str | Path | None = None, *, val_size: float = 5000, seed: int = 0) -> ImageData:
     """MNIST as :class:`ImageData` (uint8 images (N, 1, 28, 28)).
 
     Args:

@@ -55,9 +55,9 @@ def _from_run(run_dir: Path) -> tuple[torch.nn.Module, Tensor, str]:
         tokenizer = CharTokenizer(read_json(run_dir / VOCAB, "vocabulary"))
         sample = (run_dir / SAMPLE).read_text()[:48] if (run_dir / SAMPLE).exists() else tokenizer.chars[0]
         return model, tokenizer.encode(sample)[None], f"GPT run {run_dir.name}"
-    from labformer.data import load_images
+    from labformer.data import load_run_images
 
-    data = load_images(run["train"]["dataset"], run["train"].get("data_dir"), val_size=run["train"]["val_size"])
+    data = load_run_images(run["train"])
     return model, data.normalize(data.test.images[:1]), f"ViT run {run_dir.name}"
 
 

@@ -113,7 +113,10 @@ class EpochBatches:
 
 def load_data(config: ClassifyConfig) -> ImageData:
     """The data set ``config`` names, its validation split carved and the training set cut to ``train_size``."""
-    data = load_images(config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed)
+    data = load_images(
+        config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed, image_size=config.image_size,
+        strict=config.strict,
+    )  # fmt: skip
     if config.train_size is not None:
         data = dataclasses.replace(data, train=data.train.subset(slice(0, config.train_size)))
     if config.batch_size > len(data.train):

@@ -14,15 +14,22 @@ from labformer.models.gpt import GPTConfig
 from labformer.models.vit import ViTConfig
 from labformer.training.runtime import AMP_HELP
 
-__all__ = ["GPT_PRESETS", "VIT_PRESETS", "ClassifyConfig", "LanguageConfig", "gpt_configs", "vit_configs"]
+__all__ = [
+    "GPT_PRESETS", "VIT_PRESETS", "ClassifyConfig", "LanguageConfig", "classify_config", "gpt_configs", "vit_configs"
+]  # fmt: skip
 
 
 @dataclass
 class ClassifyConfig(JsonConfig):
     """How a classifier is trained; stored in ``config.json`` under "train"."""
 
-    dataset: Literal["mnist", "cifar10"] = setting("mnist", "the data set")
-    data_dir: str | None = setting(None, "MNIST IDX files or the CIFAR-10 archive (default: embedded MNIST / cache)")
+    dataset: Literal["mnist", "cifar10", "folder"] = setting("mnist", "the data set")
+    data_dir: str | None = setting(
+        None, "MNIST IDX files, the CIFAR-10 archive, or (folder) a folder/.tar.gz of <class>/<image> or "
+        "train|test/<class>/<image> (default: embedded MNIST / cache)",
+    )  # fmt: skip
+    image_size: int | None = setting(None, "folder: resize the images to this side (default: the most common)")
+    strict: bool = setting(False, "folder: refuse files that are not images (default: skip and count them)")
     epochs: int = setting(10, "passes over the training set")
     batch_size: int = setting(128, "images per step (the global batch across processes)")
     lr: float = setting(1e-3, "peak learning rate")
@@ -35,7 +42,7 @@ class ClassifyConfig(JsonConfig):
     augment: Literal["auto", "affine", "crop_flip", "none"] = setting(
         "auto", "training augmentation; auto = affine for MNIST, crop_flip for CIFAR-10"
     )
-    val_size: int = setting(5000, "validation images carved from train")
+    val_size: float = setting(5000, "validation images carved from train: a count, or below 1 a fraction")
     train_size: int | None = setting(None, "use only this many training images (quick runs, tests)")
     seed: int = setting(0, "seeds the weights, the validation split and the data order")
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
@@ -52,6 +59,10 @@ class ClassifyConfig(JsonConfig):
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.train_size is not None:
             require_positive_ints(train_size=self.train_size)
+        if self.image_size is not None:
+            require_positive_ints(image_size=self.image_size)
+        if not self.val_size >= 0:
+            raise ValueError(f"val_size must be a count or a fraction >= 0; got {self.val_size}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant'; got {self.schedule!r}")
         require_non_negative(
@@ -98,20 +109,44 @@ VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def vit_configs(
-    preset: str, dataset: str, model_overrides: dict, train_overrides: dict
+    preset: str, dataset: str, model_overrides: dict, train_overrides: dict, shape: dict[str, int] | None = None
 ) -> tuple[ViTConfig, ClassifyConfig]:
-    """The preset's configs with the dataset's image shape and the user's overrides applied."""
+    """The preset's configs with the dataset's image shape and the user's overrides applied.
+
+    ``shape``: image_size, channels and num_classes of a folder data set (read from the data; MNIST's and
+    CIFAR-10's are known). Where the preset's patch does not divide the images, the largest patch that
+    does (and is no larger) is taken, unless the user chose one.
+    """
     if preset not in VIT_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(VIT_PRESETS)}")
     model_defaults, train_defaults = VIT_PRESETS[preset]
-    shape = {"mnist": dict(image_size=28, channels=1), "cifar10": dict(image_size=32, channels=3)}
-    if dataset not in shape:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(shape)}")
-    model_values = {**model_defaults, **shape[dataset], **model_overrides}
-    if dataset == "cifar10" and "patch_size" not in model_overrides and 32 % model_values["patch_size"]:
-        model_values["patch_size"] = 4
-    train = ClassifyConfig(**{**train_defaults, "dataset": dataset, **train_overrides})
-    return ViTConfig(**model_values), train
+    known = {"mnist": dict(image_size=28, channels=1), "cifar10": dict(image_size=32, channels=3)}
+    if dataset not in (*known, "folder"):
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {[*known, 'folder']}")
+    if dataset == "folder" and shape is None:
+        raise ValueError("a folder data set's image shape comes from its images: pass shape=")
+    model_values = {**model_defaults, **(shape or known[dataset]), **model_overrides}
+    size, patch = model_values["image_size"], model_values["patch_size"]
+    if "patch_size" not in model_overrides and size % patch:
+        divisors = [p for p in range(max(2, (patch + 1) // 2), 2 * patch) if size % p == 0]
+        if not divisors:
+            sizes = sorted({size - size % patch, size - size % patch + patch} - {0})
+            raise ValueError(
+                f"no patch size near the preset's {patch} divides the {size}-pixel images; pass --image-size "
+                f"{' or '.join(map(str, sizes))}, or --patch-size"
+            )
+        model_values["patch_size"] = min(divisors, key=lambda p: (abs(p - patch), p))
+    return ViTConfig(**model_values), classify_config(preset, dataset, train_overrides)
+
+
+def classify_config(preset: str, dataset: str, train_overrides: dict) -> ClassifyConfig:
+    """The preset's training settings for ``dataset`` with the user's overrides applied."""
+    if preset not in VIT_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(VIT_PRESETS)}")
+    train_values = {**VIT_PRESETS[preset][1], "dataset": dataset}
+    if dataset == "folder":  # folders come in every size: a tenth of each class for validation
+        train_values["val_size"] = 0.1
+    return ClassifyConfig(**{**train_values, **train_overrides})
 
 
 @dataclass
