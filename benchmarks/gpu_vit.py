@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 from timing import print_table
 
-from labformer.data import load_images
 from labformer.training.callbacks import Callback
-from labformer.training.classify import train_classifier
-from labformer.training.recipes import vit_configs
+from labformer.training.classify import load_data, train_classifier
+from labformer.training.recipes import classify_config, vit_configs
 from labformer.training.trainer import Trainer
 
-TARGETS = {"mnist": (0.98, 0.99, 0.995), "cifar10": (0.70, 0.75, 0.7935)}
+TARGETS = {"mnist": (0.98, 0.99, 0.995), "cifar10": (0.70, 0.75, 0.7935), "folder": (0.70, 0.75, 0.7935)}
 
 
 class ScoreTest(Callback):
@@ -60,8 +59,10 @@ def run_preset(preset: str, dataset: str, data_dir: str | None, amp: str, compil
     overrides = dict(device=device, amp=amp, compile=compile)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    model_config, config = vit_configs(preset, dataset, {}, overrides)
-    data = load_images(dataset, data_dir, val_size=config.val_size, seed=config.seed)
+    config = classify_config(preset, dataset, overrides)
+    data = load_data(config)
+    shape = dict(image_size=data.image_size, channels=data.channels, num_classes=len(data.classes))
+    model_config, config = vit_configs(preset, dataset, {}, overrides, shape if dataset == "folder" else None)
     score = ScoreTest(data.test.images, data.test.labels, data.mean, data.std, TARGETS[dataset])
     print(f"{preset} on {dataset}: {model_config.to_dict()}", flush=True)
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def run_preset(preset: str, dataset: str, data_dir: str | None, amp: str, compil
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="fast,best", help="comma-separated preset[:dataset] (default fast,best)")
-    parser.add_argument("--data-dir", help="CIFAR-10 folder/tar for presets run on cifar10")
+    parser.add_argument("--data-dir", help="the data of presets run on cifar10 or folder (e.g. the CIFAR-10 JPEG tar)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--amp", default="bf16")
     parser.add_argument("--compile", action="store_true")

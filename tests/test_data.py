@@ -174,6 +174,18 @@ def test_random_affine_identity_and_seeding():
         Augment("mixup")(images, torch.Generator())
 
 
+def test_augmentation_strength_scales_every_range():
+    half = Augment.scaled("affine", 0.5)
+    assert (half.degrees, half.translate, half.scale, half.padding) == (5.0, 0.05, (0.95, 1.05), 2)
+    images = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(Augment.scaled("affine", 0)(images, torch.Generator()), images, atol=1e-5, rtol=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    shifts = [(Augment.scaled("affine", s)(images, generator) - images).abs().mean() for s in (0.25, 1.0, 2.0)]
+    assert shifts[0] < shifts[1] < shifts[2]
+    with pytest.raises(ValueError, match="augmentation strength must be >= 0; got -1"):
+        Augment.scaled("affine", -1)
+
+
 def test_batches_cover_every_image_once():
     split = ImageSplit(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
     order = torch.randperm(10)

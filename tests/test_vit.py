@@ -112,3 +112,30 @@ def test_evaluation_without_gradients_takes_the_fast_path_and_gives_the_same_log
     with torch.no_grad():
         model(images)
     assert len(calls) == 2  # training mode (dropout) never takes it
+
+
+def test_norm_stem_is_layer_norms_around_the_patch_embedding():
+    model = ViT(ViTConfig(**{**SMALL, "stem": "norm"})).double()
+    images = torch.randn(3, 1, 28, 28, dtype=torch.double)
+    patches = images.unfold(2, 7, 7).unfold(3, 7, 7).reshape(3, 16, 49)  # row by row, each patch (7, 7)
+    expected = torch.nn.functional.layer_norm(patches, (49,), model.patch_norm_in.weight, model.patch_norm_in.bias)
+    expected = torch.nn.functional.layer_norm(model.patch_embed(expected), (32,))
+    tokens = model.tokens(images)[:, 1:] - model.position.table[1:]
+    torch.testing.assert_close(tokens, expected)
+
+
+def test_conv_stem_tokens_are_the_pooled_feature_map_row_by_row():
+    model = ViT(ViTConfig(**{**SMALL, "patch_size": 4, "stem": "conv"})).double()
+    images = torch.randn(2, 1, 28, 28, dtype=torch.double)
+    conv1, conv2 = model.conv_stem[0], model.conv_stem[3]
+    assert (conv1.out_channels, conv2.out_channels) == (8, 32)  # dim / 4 (at least 8), then dim
+    F = torch.nn.functional
+    x = F.max_pool2d(F.relu(F.conv2d(images, conv1.weight, conv1.bias, padding=1)), 2)
+    x = F.max_pool2d(F.relu(F.conv2d(x, conv2.weight, conv2.bias, padding=1)), 2)  # (2, 32, 7, 7)
+    tokens = model.tokens(images)
+    assert tokens.shape == (2, 50, 32)
+    torch.testing.assert_close(tokens[:, 1:] - model.position.table[1:], x.flatten(2).transpose(1, 2))
+    model(images).sum().backward()
+    assert conv1.weight.grad is not None and conv1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="patch_size must be 2, 4, 8...; got 7"):
+        ViTConfig(**{**SMALL, "stem": "conv"})

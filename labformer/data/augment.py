@@ -60,6 +60,16 @@ class Augment:
     scale: tuple[float, float] = (0.9, 1.1)
     padding: int = 4
 
+    @classmethod
+    def scaled(cls, kind: str, strength: float) -> Augment:
+        """``kind`` with its ranges times ``strength``: affine rotation, shift and zoom; crop padding."""
+        if not strength >= 0:
+            raise ValueError(f"augmentation strength must be >= 0; got {strength}")
+        base = cls(kind)
+        low, high = base.scale
+        zoom = (1 - (1 - low) * strength, 1 + (high - 1) * strength)
+        return cls(kind, base.degrees * strength, base.translate * strength, zoom, round(base.padding * strength))
+
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """float (B, C, H, W) in [0, 1] -> augmented, same shape."""
         if self.kind == "affine":

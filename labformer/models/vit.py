@@ -37,9 +37,10 @@ class ViTConfig(JsonConfig):
     dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
     position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
     backend: Literal["labformer", "torch"] = setting("labformer", "whose encoder layers run (same weights)")
-    stem: Literal["linear", "norm"] = setting(
-        "linear", "patch embedding: linear (the lab's), or norm = LayerNorm before and after it (beyond the lab)"
-    )
+    stem: Literal["linear", "norm", "conv"] = setting(
+        "linear", "patch embedding: linear (the lab's); norm = LayerNorm before and after it; conv = 3x3 "
+        "convolutions and 2x2 max pooling down to the patch grid (patch_size a power of 2; beyond the lab)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         names = ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim")
@@ -52,11 +53,15 @@ class ViTConfig(JsonConfig):
             "pool": ("cls", "mean"),
             "position": ("learned", "sincos"),
             "backend": ("labformer", "torch"),
-            "stem": ("linear", "norm"),
+            "stem": ("linear", "norm", "conv"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(
+                f"stem 'conv' pools by 2 until the patch grid: patch_size must be 2, 4, 8...; got {self.patch_size}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
@@ -100,6 +105,7 @@ class ViT(nn.Module):
         norm = config.stem == "norm"  # as vit-pytorch: normalise each patch's pixels, then each embedding
         self.patch_norm_in = nn.LayerNorm(config.channels * p * p) if norm else nn.Identity()
         self.patch_norm_out = nn.LayerNorm(config.dim) if norm else nn.Identity()
+        self.conv_stem = _conv_stem(config) if config.stem == "conv" else None
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim)) if config.pool == "cls" else None
         num_tokens = config.num_patches + (config.pool == "cls")
         if config.position == "learned":
@@ -120,7 +126,10 @@ class ViT(nn.Module):
 
     def tokens(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, N [+1], D): patch embeddings, class token first, positions added."""
-        x = self.patch_norm_out(self.patch_embed(self.patch_norm_in(self.patches(images))))  # (B, N, D)
+        if self.conv_stem is not None:  # (B, D, H/p, W/p) -> (B, N, D), the grid row by row
+            x = self.conv_stem(images).flatten(2).transpose(1, 2)
+        else:
+            x = self.patch_norm_out(self.patch_embed(self.patch_norm_in(self.patches(images))))  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         return self.dropout(self.position(x))
@@ -145,6 +154,18 @@ class ViT(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> logits (B, num_classes)."""
         return self.forward_head(self.forward_features(images))
+
+
+def _conv_stem(config: ViTConfig) -> nn.Sequential:
+    """A convolutional tokenizer (as in Hassani et al., 2021, "Compact Transformers"): per halving of the
+    resolution, a 3x3 convolution, ReLU and 2x2 max pooling; dim/4 channels, then dim at the last stage.
+    (B, C, H, W) -> (B, dim, H/p, W/p)."""
+    stages, channels, layers = config.patch_size.bit_length() - 1, config.channels, []
+    for stage in range(stages):
+        out = config.dim if stage == stages - 1 else max(8, config.dim // 4)
+        layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = out
+    return nn.Sequential(*layers)
 
 
 def _init_weights(module: nn.Module) -> None:
