@@ -54,8 +54,11 @@ def test_help_shows_defaults_and_presets(capsys):
     with pytest.raises(SystemExit):
         main(["train", "vit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--num-heads NUM_HEADS attention heads; must divide dim (default 8; preset fast 4, best 8, lab 8)" in text
-    assert "--epochs EPOCHS passes over the training set (default 10; preset fast 8, best 60, lab 25)" in text
+    heads = "(default 8; preset fast 4, best 4, cifar 4, lab-cifar 8, lab 8)"
+    assert f"--num-heads NUM_HEADS attention heads; must divide dim {heads}" in text
+    epochs = "(default 10; preset fast 8, best 50, cifar 11, lab-cifar 100, lab 25)"
+    assert f"--epochs EPOCHS passes over the training set {epochs}" in text
+    assert "10 % shift, 10 % zoom at 1" in text  # a % in a help line is shown, not formatted
     with pytest.raises(SystemExit):
         main(["train", "gpt", "--help"])
     text = " ".join(capsys.readouterr().out.split())

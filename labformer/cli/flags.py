@@ -37,7 +37,7 @@ def add_config_flags(
         kind = hints[spec.name]
         values = [f"{preset} {values[spec.name]}" for preset, values in presets.items() if spec.name in values]
         shown = f"default {spec.default}" + (f"; preset {', '.join(values)}" if values else "")
-        help_line = f"{spec.metadata.get('help', '')} ({shown})".lstrip()
+        help_line = f"{spec.metadata.get('help', '')} ({shown})".lstrip().replace("%", "%%")  # argparse formats it
         flag = "--" + spec.name.replace("_", "-")
         if kind is bool:
             if spec.default:
