@@ -167,7 +167,7 @@ def test_bad_batched_generation_arguments():
     gpt = model()
     with pytest.raises(ValueError, match=r"non-empty 1-D id tensors; got shapes \[\(2,\), \(0,\)\]"):
         gpt.generate_batch([torch.tensor([1, 2]), torch.tensor([], dtype=torch.long)], 3)
-    with pytest.raises(ValueError, match="temperature and top_k must be positive"):
+    with pytest.raises(ValueError, match="top_k must be positive; got 0"):
         gpt.generate_batch([torch.tensor([1])], 3, top_k=0)
     with pytest.raises(ValueError, match=r"positions must lie in 0..7; got 0..8"):
         gpt(torch.zeros(1, 2, dtype=torch.long), positions=torch.tensor([[0, 8]]))

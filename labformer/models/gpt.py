@@ -168,10 +168,7 @@ class GPT(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Iterator[Tensor]:
         """Yields the new tokens (B, 1) one at a time, as :meth:`generate` samples them (same arguments)."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {temperature}")
-        if top_k is not None and top_k <= 0:
-            raise ValueError(f"top_k must be positive; got {top_k}")
+        _check_sampling(temperature, top_k)
         if idx.numel() == 0:
             raise ValueError("generation needs a prompt of at least one token")
         was_training = self.training
@@ -224,8 +221,7 @@ class GPT(nn.Module):
         if not prompts or any(p.dim() != 1 or p.numel() == 0 for p in prompts):
             shapes = [tuple(p.shape) for p in prompts]
             raise ValueError(f"prompts must be non-empty 1-D id tensors; got shapes {shapes}")
-        if temperature <= 0 or (top_k is not None and top_k <= 0):
-            raise ValueError(f"temperature and top_k must be positive; got {temperature} and {top_k}")
+        _check_sampling(temperature, top_k)
         was_training = self.training
         self.eval()
         block, keep = self.config.block_size, max(1, self.config.block_size // 2)
@@ -253,6 +249,13 @@ class GPT(nn.Module):
         finally:
             self.train(was_training)
         return rows
+
+
+def _check_sampling(temperature: float, top_k: int | None) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive; got {temperature}")
+    if top_k is not None and top_k <= 0:
+        raise ValueError(f"top_k must be positive; got {top_k}")
 
 
 def _left_padded(rows: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labformer import io, runs
-from labformer.data import Augment, ImageData, load_images
+from labformer.data import Augment, ImageData, load_run_images
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training.callbacks import Callback
 from labformer.training.distributed import Cluster, run_on_cluster
@@ -113,10 +113,7 @@ class EpochBatches:
 
 def load_data(config: ClassifyConfig) -> ImageData:
     """The data set ``config`` names, its validation split carved and the training set cut to ``train_size``."""
-    data = load_images(
-        config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed, image_size=config.image_size,
-        strict=config.strict,
-    )  # fmt: skip
+    data = load_run_images(dataclasses.asdict(config))
     if config.train_size is not None:
         data = dataclasses.replace(data, train=data.train.subset(slice(0, config.train_size)))
     if config.batch_size > len(data.train):
