@@ -4,9 +4,11 @@ Run: ``python benchmarks/gpt_shakespeare.py [--budget SECONDS] [--text FILE]``.
 
 The reference is written the obvious way (nanoGPT style: one fused qkv Linear, F.scaled_dot_product_attention
 with is_causal, GELU MLP, pre-norm, tied head) below, in this file. Both train on Tiny Shakespeare
-with the same data, optimiser and schedule. Printed: training tokens/s, validation loss after the
-same wall-clock budget, and generation tokens/s with and without labformer's KV cache (500 new tokens,
-block 256).
+with the same data and schedule. Printed: training tokens/s of the same architecture and optimiser
+(labformer's GPT as the lab builds it, AdamW); validation loss after the same wall-clock budget of the
+default ``cpu`` preset (its model and optimiser, beyond the lab) against the reference with AdamW; and
+generation tokens/s with and without labformer's KV cache (500 new tokens, block 256), with the lab's
+absolute positions (the window jumps) and with rotary ones (the window slides).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class ReferenceGPT(nn.Module):
 def trainer(model: nn.Module, data, config: LanguageConfig, block: int, run_dir: str) -> Trainer:
     """labformer's Trainer (what ``labformer train gpt`` runs) around any next-token model."""
     task = LanguageTask(model, data, config, block, torch.device("cpu"))
-    optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99))
+    optimizer = build_optimizer(model, config.lr, config.weight_decay, betas=(0.9, 0.99), kind=config.optimizer)
     schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
     return Trainer(
         task, optimizer, schedule, run_dir=Path(run_dir), device=torch.device("cpu"), grad_clip=config.grad_clip,
@@ -103,6 +105,33 @@ def throughput(model: nn.Module, data, config: LanguageConfig, block: int, steps
         return config.batch_size * block * train_steps_per_second(trainer(model, data, short, block, run_dir))
 
 
+def generation_row(model: GPT, position: str) -> list[str]:
+    """Tokens/s of 500 new tokens from a 1-token prompt with and without the cache; 3 interleaved rounds
+    (cached, uncached, ...): batch-1 decoding is memory-bound, and a shared machine's memory bandwidth
+    drifts; the medians and the median of the per-round ratios are reported."""
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    speeds: dict[bool, list[float]] = {True: [], False: []}
+    tokens: dict[bool, torch.Tensor] = {}
+    for round_ in range(3):
+        for use_cache in (True, False):
+            started = time.perf_counter()
+            generator = torch.Generator().manual_seed(round_)
+            tokens[use_cache] = model.generate(prompt, 500, use_cache=use_cache, generator=generator)
+            speeds[use_cache].append(500 / (time.perf_counter() - started))
+    same = torch.equal(tokens[True], tokens[False])
+    cached, uncached = statistics.median(speeds[True]), statistics.median(speeds[False])
+    ratio = statistics.median(a / b for a, b in zip(speeds[True], speeds[False]))
+    window = "the window jumps" if position != "rope" else "rope: the window slides"
+    return [
+        f"generation tokens/s (lab model, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, "
+        f"block 256, batch 1, 500 new; median of 3; {window})",
+        f"{cached:,.0f} with KV cache",
+        f"{uncached:,.0f} without",
+        f"{ratio:.1f}x",
+        f"≥ 10x and ≥ 250/s; same tokens: {'yes' if same else 'NO'}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", help="corpus (default: Tiny Shakespeare)")
@@ -111,16 +140,16 @@ def main() -> None:
     preset_model, preset_train = GPT_PRESETS["cpu"]
     dim, depth, heads = preset_model["dim"], preset_model["depth"], preset_model["num_heads"]
     block, batch, lr = preset_model["block_size"], preset_train["batch_size"], preset_train["lr"]
-    recipe = LanguageConfig(**{**preset_train, "seed": 0, "eval_iters": 50, "device": "cpu", "amp": "none"})
+    preset = LanguageConfig(**{**preset_train, "seed": 0, "eval_iters": 50, "device": "cpu", "amp": "none"})
+    recipe = dataclasses.replace(preset, optimizer="adamw")  # the lab's optimiser, for both
     data = load_text(args.text, block_size=256)
     vocab = len(data.tokenizer)
     rows = []
 
-    def models():
+    def models(beyond_the_lab: bool = False):
         torch.manual_seed(0)
-        ours = GPT(
-            GPTConfig(vocab_size=vocab, block_size=block, dim=dim, depth=depth, num_heads=heads, mlp_dim=4 * dim)
-        )
+        lab = GPTConfig(vocab_size=vocab, block_size=block, dim=dim, depth=depth, num_heads=heads, mlp_dim=4 * dim)
+        ours = GPT(GPTConfig(vocab_size=vocab, **preset_model) if beyond_the_lab else lab)
         torch.manual_seed(0)
         return ours, ReferenceGPT(vocab, block, dim, depth, heads)
 
@@ -142,14 +171,14 @@ def main() -> None:
             "≥ 1.00",
         ]
     )
-    ours, reference = models()
+    ours, reference = models(beyond_the_lab=True)
     steps_hint = int(args.budget * reference_rate / (batch * block))
     timed = dataclasses.replace(recipe, iters=steps_hint, eval_interval=steps_hint, time_limit=args.budget)
-    ours_run = train_for(ours, data, timed, block)
+    ours_run = train_for(ours, data, dataclasses.replace(timed, optimizer=preset.optimizer), block)
     reference_run = train_for(reference, data, timed, block)
     rows.append(
         [
-            f"val loss after {args.budget:.0f}s",
+            f"val loss after {args.budget:.0f}s (labformer: the cpu preset's model and optimiser)",
             f"{ours_run['val_loss']:.3f} ({ours_run['steps']} steps)",
             f"{reference_run['val_loss']:.3f} ({reference_run['steps']} steps)",
             "",
@@ -158,34 +187,12 @@ def main() -> None:
     )
 
     # Generation at block 256 with the lab's model (preset "lab": 6 layers, 6 heads, d = 384): 500 new
-    # tokens from a 1-token prompt, batch 1.
-    torch.manual_seed(0)
+    # tokens from a 1-token prompt, batch 1; with the lab's learned positions, then with rotary ones.
     lab_model = {k: v for k, v in GPT_PRESETS["lab"][0].items() if k != "dropout"}
-    generator_model = GPT(GPTConfig(vocab_size=vocab, **lab_model)).eval()
-    prompt = torch.zeros(1, 1, dtype=torch.long)
-    # 3 interleaved rounds (cached, uncached, ...): batch-1 decoding is memory-bound, and a shared
-    # machine's memory bandwidth drifts; the medians and the median of the per-round ratios are reported.
-    speeds: dict[bool, list[float]] = {True: [], False: []}
-    tokens: dict[bool, torch.Tensor] = {}
-    for round_ in range(3):
-        for use_cache in (True, False):
-            started = time.perf_counter()
-            generator = torch.Generator().manual_seed(round_)
-            tokens[use_cache] = generator_model.generate(prompt, 500, use_cache=use_cache, generator=generator)
-            speeds[use_cache].append(500 / (time.perf_counter() - started))
-    same = torch.equal(tokens[True], tokens[False])
-    cached, uncached = statistics.median(speeds[True]), statistics.median(speeds[False])
-    ratio = statistics.median(a / b for a, b in zip(speeds[True], speeds[False]))
-    rows.append(
-        [
-            f"generation tokens/s (lab model, {sum(p.numel() for p in generator_model.parameters()) / 1e6:.1f} M "
-            "params, block 256, batch 1, 500 new; median of 3)",
-            f"{cached:,.0f} with KV cache",
-            f"{uncached:,.0f} without",
-            f"{ratio:.1f}x",
-            f"≥ 10x and ≥ 250/s; same tokens: {'yes' if same else 'NO'}",
-        ]
-    )
+    for position in ("learned", "rope"):
+        torch.manual_seed(0)
+        generator_model = GPT(GPTConfig(vocab_size=vocab, **{**lab_model, "position": position})).eval()
+        rows.append(generation_row(generator_model, position))
     print(
         f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
         f"AdamW {lr}, float32\n{machine_line()}\n"

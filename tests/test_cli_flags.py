@@ -39,6 +39,8 @@ def test_flags_are_generated_from_the_fields():
     assert names == ["count", "rate", "mode", "fast", "tied"]
     assert picked(args, names) == {"count": 0, "rate": 0.5, "mode": "b", "fast": True, "tied": False}
     assert picked(parse()[0], names) == {}  # nothing given: the preset's values stand
+    # each switch goes both ways, whichever way a preset set it
+    assert picked(parse("--no-fast", "--tied")[0], names) == {"fast": False, "tied": True}
     assert "how many (default 3; preset big 9)" in " ".join(help_text.split())
     with pytest.raises(SystemExit):
         parse("--mode", "c")
@@ -62,8 +64,9 @@ def test_help_shows_defaults_and_presets(capsys):
     with pytest.raises(SystemExit):
         main(["train", "gpt", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--no-tie-weights the head shares the token embedding matrix (default True)" in text
-    assert "--iters ITERS optimisation steps (default 3000; preset cpu 3500, lab 5000)" in text
+    tied = "the head shares the token embedding matrix (default True; preset cpu False)"
+    assert f"--tie-weights, --no-tie-weights {tied}" in text
+    assert "--iters ITERS optimisation steps (default 3000; preset cpu 1800, lab 5000)" in text
 
 
 def test_an_unknown_key_in_a_saved_config_is_a_clear_error(tmp_path, capsys):

@@ -29,6 +29,37 @@ def test_shapes_tying_and_initial_loss():
     assert untied.head.weight is not untied.token_embedding.weight
 
 
+def test_options_beyond_the_lab_compute_their_formulas():
+    """ReLU², zero-initialised output projections (each layer starts as the identity) and QK-norm against
+    attention written out with RMS-normalised queries and keys."""
+    import torch.nn.functional as F
+
+    from labformer.attention import MultiHeadAttention
+
+    gpt = model(activation="relu2", zero_init=True)
+    idx = torch.randint(0, 11, (2, 8))
+    x = gpt.position(gpt.token_embedding(idx))
+    torch.testing.assert_close(gpt(idx), gpt.head(gpt.encoder.norm(x)))  # every residual branch is 0
+    hidden = torch.randn(5, 16, dtype=torch.float64)
+    torch.testing.assert_close(gpt.encoder.layers[0].activation(hidden), F.relu(hidden) ** 2)
+    torch.manual_seed(1)
+    attention = MultiHeadAttention(16, 4, qk_norm=True).double()
+    torch.nn.init.normal_(attention.q_norm.weight)
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
+    q, k, v = (x @ w.T + b for w, b in zip(attention.in_proj_weight.chunk(3), attention.in_proj_bias.chunk(3)))
+    heads = [t.view(2, 6, 4, 4).transpose(1, 2) for t in (q, k, v)]
+
+    def rms(t, gain):
+        return t / (t.pow(2).mean(-1, keepdim=True) + torch.finfo(t.dtype).eps).sqrt() * gain
+
+    scores = rms(heads[0], attention.q_norm.weight) @ rms(heads[1], attention.k_norm.weight).transpose(-1, -2) / 2
+    scores = scores.masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), float("-inf"))
+    out = (scores.softmax(-1) @ heads[2]).transpose(1, 2).reshape(2, 6, 16)
+    torch.testing.assert_close(attention(x, causal=True), attention.out_proj(out))
+    with pytest.raises(ValueError, match="rope needs an even head dimension; dim 12 / 4 heads is odd"):
+        GPTConfig(**{**TINY, "dim": 12, "position": "rope"})
+
+
 def test_causality():
     gpt = model()
     idx = torch.randint(0, 11, (2, 8))
@@ -38,7 +69,7 @@ def test_causality():
     assert not torch.allclose(gpt(idx)[:, 5:], gpt(changed)[:, 5:])
 
 
-@pytest.mark.parametrize("position", ["learned", "sincos"])
+@pytest.mark.parametrize("position", ["learned", "sincos", "rope"])
 def test_cached_logits_equal_full_forward(position):
     from labformer.attention import KVCache
 
@@ -88,6 +119,59 @@ def test_a_preallocated_cache_is_written_in_place_and_refuses_overflow():
         cache.extend(k[:, :, :1], k[:, :, :1])
 
 
+def test_a_sliding_cache_overwrites_the_oldest_position_and_refuses_masks_once_wrapped():
+    from labformer.attention import KVCache
+
+    cache = KVCache(4, sliding=True)
+    keys = torch.arange(7.0).view(1, 1, 7, 1)  # key t holds the value t
+    cache.extend(keys[:, :, :3], keys[:, :, :3])
+    buffer = cache._k
+    for t in range(3, 7):
+        k, v = cache.extend(keys[:, :, t : t + 1], keys[:, :, t : t + 1])
+        assert len(cache) == min(t + 1, 4) and cache.seen == t + 1
+    assert cache._k is buffer  # written in place, never reallocated
+    assert sorted(k.flatten().tolist()) == [3.0, 4.0, 5.0, 6.0]  # the latest four, in ring order
+    with pytest.raises(ValueError, match="one new token at a time"):
+        cache.causal_mask(1, torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs a capacity"):
+        KVCache(sliding=True)
+
+
+def test_rope_generation_slides_the_window_by_one_token_without_rebuilding_the_cache(monkeypatch):
+    """With rotary positions the cache is filled once, then takes one token per step, the oldest key
+    overwritten: sliding-window attention in every layer. Brute force: each token sampled from the model
+    run from scratch on the whole text so far, each token attending only the latest 8 in every layer."""
+    gpt = model(position="rope")
+    for parameter in gpt.parameters():  # a random model with sharp predictions: varied text
+        torch.nn.init.normal_(parameter, std=0.3, generator=torch.Generator().manual_seed(parameter.numel()))
+    prompt = torch.tensor([[1, 2, 3]])
+    widths: list[int] = []
+    forward = GPT.forward
+
+    def counting(self, idx, *args, **kwargs):
+        widths.append(idx.shape[1])
+        return forward(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "forward", counting)
+    out = gpt.generate(prompt, 30, temperature=0.8, generator=torch.Generator().manual_seed(0))
+    assert widths == [3]  # the prompt once; the other 29 tokens went through the fast path
+    monkeypatch.setattr(GPT, "forward", forward)
+    generator, idx = torch.Generator().manual_seed(0), prompt
+    distance = torch.arange(33)[:, None] - torch.arange(33)[None, :]
+    for _ in range(30):
+        n = idx.shape[1]
+        embedded = gpt.token_embedding(idx)
+        rope = gpt.rotary(n).to(torch.complex128)
+        band = (distance[:n, :n] >= 0) & (distance[:n, :n] < 8)
+        logits = gpt.head(gpt.encoder(embedded, mask=band, rope=rope))[:, -1]
+        probabilities = (logits.float() / 0.8).softmax(-1)
+        idx = torch.cat([idx, torch.multinomial(probabilities, 1, generator=generator)], 1)
+    assert torch.equal(out, idx)
+    assert len(set(out[0].tolist())) > 3
+    uncached = gpt.generate(prompt, 30, temperature=0.8, use_cache=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, uncached)
+
+
 def test_generation_records_attention_through_the_reference_path():
     from labformer.attention import record_attention
 
@@ -126,7 +210,7 @@ def test_generation_window_matches_a_brute_force_loop():
     assert torch.equal(out, idx)
 
 
-@pytest.mark.parametrize("position", ["learned", "sincos"])
+@pytest.mark.parametrize("position", ["learned", "sincos", "rope"])
 def test_batched_generation_of_prompts_of_different_lengths_equals_one_at_a_time(position):
     """Left-padded, key-masked, positions per row: each row greedily continues as it would alone, through
     several window jumps (block 8), for prompts shorter than, equal to and longer than the block."""

@@ -140,12 +140,19 @@ def test_bf16_in_the_feed_forward_blocks_is_saved_and_kept_on_resume(corpus, tmp
     assert all(layer.ff_dtype is None for layer in model.encoder.layers)
 
 
-def test_resume_gives_the_same_model(corpus, tmp_path):
+BEYOND_THE_LAB = (dict(position="rope", activation="relu2", qk_norm=True, zero_init=True), dict(optimizer="muon"))
+
+
+@pytest.mark.parametrize(("model_extra", "train_extra"), [({}, {}), BEYOND_THE_LAB], ids=["lab", "beyond-the-lab"])
+def test_resume_gives_the_same_model(corpus, tmp_path, model_extra, train_extra):
+    """Interrupted and resumed = trained at once, for the lab's GPT and with every option beyond it
+    (rotary positions, ReLU², QK-norm, zero-initialised projections, Muon's momentum in the checkpoint)."""
     model_values, config = language.preset_configs(
         "cpu",
-        dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32),
-        dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu"),
-    )
+        dict(block_size=16, dim=16, depth=1, num_heads=2, mlp_dim=32, **model_extra),
+        dict(text=str(corpus), iters=30, batch_size=8, eval_interval=10, eval_iters=3, warmup_iters=2, device="cpu",
+             **train_extra),
+    )  # fmt: skip
     full = language.train_language_model(model_values, config, out=tmp_path / "full", progress=False)
     with pytest.raises(KeyboardInterrupt):  # during the last evaluation, after the step-20 checkpoint
         cut = [CtrlC(evaluation=3)]

@@ -17,6 +17,7 @@ from labformer.attention.functional import (
     merge_masks,
     scaled_dot_product_attention,
 )
+from labformer.position import apply_rotary
 
 __all__ = ["MultiHeadAttention"]
 
@@ -47,9 +48,12 @@ class MultiHeadAttention(nn.Module):
         bias: add biases to the input and output projections.
         kdim: dimension of the keys (default ``dim``).
         vdim: dimension of the values (default ``dim``).
+        qk_norm: RMS-normalise each head's queries and keys (with a learned gain per dimension) before
+            the scores, which bounds them (beyond the lab; Dehghani et al. 2023).
 
     The state dict has exactly the keys and shapes of ``torch.nn.MultiheadAttention(dim, num_heads,
-    bias=bias, kdim=kdim, vdim=vdim, batch_first=True)``, so weights load both ways.
+    bias=bias, kdim=kdim, vdim=vdim, batch_first=True)``, so weights load both ways (with ``qk_norm``,
+    plus ``q_norm.weight`` and ``k_norm.weight``).
 
     Example:
         >>> mha = MultiHeadAttention(64, 8)
@@ -66,6 +70,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("num_heads", num_heads), ("kdim", kdim), ("vdim", vdim)):
@@ -87,6 +92,8 @@ class MultiHeadAttention(nn.Module):
             self.v_proj_weight = nn.Parameter(torch.empty(dim, self.vdim))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * dim)) if bias else None
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
         self._recorders: list[list[Tensor]] = []
         self.reset_parameters()
 
@@ -152,6 +159,7 @@ class MultiHeadAttention(nn.Module):
         key_mask: Tensor | None = None,
         causal: bool = False,
         cache: KVCache | None = None,
+        rope: Tensor | None = None,
     ) -> Tensor:
         """Attends from ``query`` to ``key``/``value`` (both default to ``query``: self-attention).
 
@@ -167,6 +175,9 @@ class MultiHeadAttention(nn.Module):
             cache: self-attention only: the earlier tokens' keys and values, extended in place with
                 this call's; the T queries are then the tokens after them (and ``causal`` counts
                 positions from the cache's start). ``key_mask`` must then cover the cached keys too.
+            rope: self-attention only: the rotations of the T tokens, complex (T, head_dim/2) or
+                (B, 1, T, head_dim/2) (:class:`labformer.position.RotaryEmbedding`); queries and keys
+                are turned by them (and cached turned).
 
         Returns:
             (B, T, dim). A query with nothing to attend to gets the output projection's bias.
@@ -176,7 +187,10 @@ class MultiHeadAttention(nn.Module):
         if cache is not None and not (key is query and value is query):
             raise ValueError("a KVCache can only be used for self-attention (key and value = query)")
         self._check_inputs(query, key, value, None if cache is not None else key_mask)
+        if rope is not None and not (key is query and value is query):
+            raise ValueError("rotary embeddings (rope) apply to self-attention only (key and value = query)")
         q, k, v = self._project(query, key, value)  # (B, H, T|S, hd)
+        q, k = self._position_and_norm(q, k, rope)
         mask = merge_masks(_mask_for_heads(mask, query.shape[0]), key_mask)
         if cache is not None:
             if causal and len(cache):  # new token i sits at position past + i
@@ -186,7 +200,15 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.extend(k, v)
         return self.out_proj(self._attend(q, k, v, mask, causal))
 
-    def fast(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def _position_and_norm(self, q: Tensor, k: Tensor, rope: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Projected heads (B, H, T|S, hd): QK-norm, then the rotary positions, if the layer has them."""
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        return q, k
+
+    def fast(self, x: Tensor, cache: KVCache | None = None, rope: Tensor | None = None) -> Tensor:
         """Unmasked self-attention in evaluation, the fast path: x (B, T, D) -> (B, T, D).
 
         Without a cache: every token attends every token (a ViT's encoder). With a cache: one new token
@@ -198,6 +220,7 @@ class MultiHeadAttention(nn.Module):
         B, T, D = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
         q, k, v = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, H, T, hd)
+        q, k = self._position_and_norm(q, k, rope)
         if cache is not None:
             k, v = cache.extend(k, v)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)

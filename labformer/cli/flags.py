@@ -39,10 +39,8 @@ def add_config_flags(
         shown = f"default {spec.default}" + (f"; preset {', '.join(values)}" if values else "")
         help_line = f"{spec.metadata.get('help', '')} ({shown})".lstrip().replace("%", "%%")  # argparse formats it
         flag = "--" + spec.name.replace("_", "-")
-        if kind is bool:
-            if spec.default:
-                flag = "--no-" + spec.name.replace("_", "-")
-            parser.add_argument(flag, dest=spec.name, action="store_const", const=not spec.default, help=help_line)
+        if kind is bool:  # --name and --no-name: a preset may have changed the default either way
+            parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_line)
             continue
         options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         if typing.get_origin(kind) is typing.Literal:

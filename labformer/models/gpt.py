@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from labformer.attention import KVCache, MultiHeadAttention
 from labformer.config import JsonConfig, require_positive_ints, setting
 from labformer.encoder import Encoder
-from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding
+from labformer.position import LearnedPositionEmbedding, RotaryEmbedding, SinusoidalPositionEncoding
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -34,16 +34,25 @@ class GPTConfig(JsonConfig):
     num_heads: int = setting(4, "attention heads; must divide dim")
     mlp_dim: int = setting(512, "hidden size of each feed-forward block (4·D in GPT)")
     dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
-    position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
+    position: Literal["learned", "sincos", "rope"] = setting(
+        "learned", "position encoding of the tokens; rope = rotary, on queries and keys (beyond the lab)"
+    )
     tie_weights: bool = setting(True, "the head shares the token embedding matrix")
+    activation: Literal["gelu", "relu2"] = setting("gelu", "of the feed-forward blocks; relu2 = ReLU² (beyond the lab)")
+    qk_norm: bool = setting(False, "RMS-normalise queries and keys per head (beyond the lab)")
+    zero_init: bool = setting(False, "output projections of attention and feed-forward start at zero (beyond the lab)")
 
     def __post_init__(self) -> None:
         names = ("vocab_size", "block_size", "dim", "depth", "num_heads", "mlp_dim")
         require_positive_ints(**{name: getattr(self, name) for name in names})
         if self.dim % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
-        if self.position not in ("learned", "sincos"):
-            raise ValueError(f"position must be 'learned' or 'sincos'; got {self.position!r}")
+        if self.position not in ("learned", "sincos", "rope"):
+            raise ValueError(f"position must be 'learned', 'sincos' or 'rope'; got {self.position!r}")
+        if self.position == "rope" and (self.dim // self.num_heads) % 2:
+            raise ValueError(f"rope needs an even head dimension; dim {self.dim} / {self.num_heads} heads is odd")
+        if self.activation not in ("gelu", "relu2"):
+            raise ValueError(f"activation must be 'gelu' or 'relu2'; got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
@@ -61,17 +70,25 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.position: nn.Module | None = None  # added to the tokens; or the rotary angles of every layer
+        self.rotary: RotaryEmbedding | None = None
         if config.position == "learned":
-            self.position: nn.Module = LearnedPositionEmbedding(config.block_size, config.dim)
-        else:
+            self.position = LearnedPositionEmbedding(config.block_size, config.dim)
+        elif config.position == "sincos":
             self.position = SinusoidalPositionEncoding(config.block_size, config.dim)
+        else:
+            self.rotary = RotaryEmbedding(config.dim // config.num_heads)
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = Encoder(
             config.dim, config.num_heads, config.mlp_dim, config.depth, dropout=config.dropout,
-            activation="gelu", norm_first=True, final_norm=True,
+            activation=config.activation, norm_first=True, final_norm=True, qk_norm=config.qk_norm,
         )  # fmt: skip
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
         self.apply(_init_weights)
+        if config.zero_init:  # each residual branch starts as the identity
+            for layer in self.encoder.layers:
+                nn.init.zeros_(layer.self_attn.out_proj.weight)
+                nn.init.zeros_(layer.linear2.weight)
         if config.tie_weights:
             self.head.weight = self.token_embedding.weight
 
@@ -82,23 +99,47 @@ class GPT(nn.Module):
         *,
         key_mask: Tensor | None = None,
         positions: Tensor | None = None,
+        window: int | None = None,
     ) -> Tensor:
         """Token ids (B, T) -> next-token logits (B, T, vocab).
 
         ``caches``: one :class:`KVCache` per layer; the T tokens then follow the cached ones.
         ``key_mask`` (B, cached + T), True = real token: left padding, never attended. ``positions``
         (B, T): each token's position (default: its index after the cached ones), e.g. counted from
-        each row's first real token.
+        each row's first real token. ``window``: each token attends only the latest ``window`` tokens
+        (itself included) in every layer, sliding-window attention (what rotary generation computes
+        once its window slides; without a cache).
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (batch, tokens); got {tuple(idx.shape)}")
-        offset = len(caches[0]) if caches else 0
-        if offset + idx.shape[1] > self.config.block_size:
+        offset = caches[0].seen if caches else 0  # a sliding cache (rope) holds at most block_size of them
+        if window is not None and not (self.rotary is not None and 0 < window <= self.config.block_size):
+            raise ValueError(f"window needs rope positions and 1..{self.config.block_size} tokens; got {window}")
+        if window is None and not (caches and caches[0].sliding) and offset + idx.shape[1] > self.config.block_size:
             raise ValueError(f"{offset + idx.shape[1]} tokens exceed block_size {self.config.block_size}")
-        x = self.token_embedding(idx)
-        x = self.dropout(self.position(x, offset if positions is None else positions))  # (B, T, D)
-        x = self.encoder(x, causal=True, key_mask=key_mask, caches=caches)
+        x, rope = self._embed(idx, offset if positions is None else positions)
+        band = None
+        if window is not None:
+            if caches:
+                raise ValueError("window is for a forward without caches (a sliding cache is the cached form)")
+            distance = torch.arange(idx.shape[1], device=idx.device)
+            distance = distance[:, None] - distance[None, :]  # (T, T): query i minus key j
+            band = (distance >= 0) & (distance < window)
+        x = self.encoder(self.dropout(x), mask=band, causal=True, key_mask=key_mask, caches=caches, rope=rope)
         return self.head(x)
+
+    def _span(self) -> int:
+        """How many latest tokens sliding-window attention reads through all layers (its receptive field)."""
+        return len(self.encoder.layers) * (self.config.block_size - 1) + 1
+
+    def _embed(self, idx: Tensor, offset: int | Tensor) -> tuple[Tensor, Tensor | None]:
+        """Token ids (B, T) at positions ``offset`` … (or (B, T) positions) -> embeddings (B, T, D), with
+        the positions added, or with the rotary angles of those positions for every layer."""
+        x = self.token_embedding(idx)
+        if self.rotary is not None:
+            return x, self.rotary(idx.shape[1], offset)
+        assert self.position is not None
+        return self.position(x, offset), None
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``idx`` (B, T)."""
@@ -147,11 +188,17 @@ class GPT(nn.Module):
     ) -> Tensor:
         """Samples ``max_new_tokens`` tokens after ``idx`` (B, T); returns (B, T + max_new_tokens).
 
-        The model sees a window of the latest tokens. With absolute positions, keys cached at one
-        position are wrong at another, so the window does not slide one token at a time: once it
-        holds ``block_size`` tokens it jumps forward to keep the latest ``block_size // 2`` and the
-        cache is rebuilt from them. ``use_cache=False`` recomputes every step over the same windows,
-        so both give the same tokens for the same ``generator``.
+        The model sees a window of the latest tokens. With absolute positions (learned, sincos), keys
+        cached at one position are wrong at another, so the window does not slide one token at a time:
+        once it holds ``block_size`` tokens it jumps forward to keep the latest ``block_size // 2`` and
+        the cache is rebuilt from them. With rotary positions scores depend only on distances, so the
+        window slides by one token and the cache with it (the oldest key overwritten, nothing rebuilt):
+        every layer then attends its latest ``block_size`` positions, whose cached keys of deeper layers
+        carry what earlier layers saw before (sliding-window attention, as in Mistral; the receptive field
+        grows by ``block_size - 1`` per layer). ``use_cache=False`` recomputes every step what the cache
+        computes — the jumping windows, or sliding-window attention over the last ``depth ·
+        (block_size - 1) + 1`` tokens — so both give the same tokens for the same ``generator``. Both
+        start from the prompt's last ``block_size`` tokens.
         """
         new = list(self.stream(idx, max_new_tokens, temperature, top_k, use_cache=use_cache, generator=generator))
         return torch.cat([idx, *new], dim=1)
@@ -174,25 +221,27 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         block, keep = self.config.block_size, max(1, self.config.block_size // 2)
-        start = max(0, idx.shape[1] - block)  # the window is idx[:, start:]
+        start = max(0, idx.shape[1] - block)  # the window is idx[:, start:]; with rope: where windows begin
         caches: list[KVCache] | None = None
         fast = self.encoder.can_run_fast()  # not when attention is being recorded
         try:
             for _ in range(max_new_tokens):
-                if idx.shape[1] - start > block:
+                if idx.shape[1] - start > block and not self.rotary:
                     start = idx.shape[1] - keep
                     caches = None
                 with torch.inference_mode():  # less bookkeeping per operation; only `token` leaves it
-                    if not use_cache:
+                    if not use_cache and self.rotary:  # what the sliding cache computes, from scratch
+                        logits = self(idx[:, max(start, idx.shape[1] - self._span()) :], window=block)[:, -1]
+                    elif not use_cache:
                         logits = self(idx[:, start:])[:, -1]
                     elif caches is None:  # (re)fill the cache with the window
-                        caches = [KVCache(block) for _ in self.encoder.layers]
+                        caches = [KVCache(block, sliding=self.rotary is not None) for _ in self.encoder.layers]
                         logits = self(idx[:, start:], caches)[:, -1]
                     elif not fast:
                         logits = self(idx[:, -1:], caches)[:, -1]
                     else:  # the fast path: one token through every layer
-                        x = self.position(self.token_embedding(idx[:, -1:]), len(caches[0]))
-                        logits = self.head(self.encoder.fast(x, caches))[:, -1]
+                        x, rope = self._embed(idx[:, -1:], caches[0].seen)
+                        logits = self.head(self.encoder.fast(x, caches, rope))[:, -1]
                     token = _sample(logits.float(), temperature, top_k, generator)
                 token = token.clone()  # an ordinary tensor again, usable anywhere
                 idx = torch.cat([idx, token], dim=1)
@@ -216,7 +265,9 @@ class GPT(nn.Module):
 
         The prompts are left-padded to one width, a key mask keeps the padding from being attended and
         positions count from each row's first real token, so each row computes what :meth:`generate`
-        computes for it alone (the same window jumps, row by row; the same tokens with ``top_k=1``).
+        computes for it alone (the same window jumps or slides, row by row; the same tokens with
+        ``top_k=1``). With rotary positions the cache is a ring: a column of keys and its mask are
+        overwritten together.
         """
         if not prompts or any(p.dim() != 1 or p.numel() == 0 for p in prompts):
             shapes = [tuple(p.shape) for p in prompts]
@@ -225,22 +276,31 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         block, keep = self.config.block_size, max(1, self.config.block_size // 2)
+        sliding = self.rotary is not None
         rows = [p.to(self.head.weight.device) for p in prompts]
-        starts = [max(0, len(row) - block) for row in rows]  # row i's window is rows[i][starts[i]:]
+        starts = [max(0, len(row) - block) for row in rows]  # row i's window is rows[i][starts[i]:]; rope: begins
         caches: list[KVCache] | None = None
         tokens = mask = positions = torch.empty(0)  # the last step's, once the cache is filled
         try:
             for _ in range(max_new_tokens):
                 for i, row in enumerate(rows):
-                    if len(row) - starts[i] > block:  # as generate: the window jumps, the cache is rebuilt
+                    if len(row) - starts[i] > block and not sliding:  # as generate: the window jumps
                         starts[i], caches = len(row) - keep, None
                 with torch.inference_mode():
-                    if caches is None or not use_cache:
+                    if not use_cache and sliding:  # what the sliding cache computes, from scratch
+                        span = self._span()
+                        ids, mask, positions = _left_padded([r[max(s, len(r) - span) :] for r, s in zip(rows, starts)])
+                        logits = self(ids, key_mask=mask, positions=positions, window=block)[:, -1]
+                    elif caches is None or not use_cache:
                         ids, mask, positions = _left_padded([row[s:] for row, s in zip(rows, starts)])
-                        caches = [KVCache(block) for _ in self.encoder.layers] if use_cache else None
+                        caches = [KVCache(block, sliding=sliding) for _ in self.encoder.layers] if use_cache else None
                         logits = self(ids, caches, key_mask=mask, positions=positions)[:, -1]
                     else:  # one new token per row, after the cached window
-                        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                        if mask.shape[1] < block:
+                            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                        else:  # a full sliding cache: the new keys overwrite the oldest column, padding or not
+                            mask = mask.clone()
+                            mask[:, caches[0].seen % block] = True
                         positions = positions[:, -1:] + 1
                         logits = self(tokens, caches, key_mask=mask, positions=positions)[:, -1]
                     tokens = _sample(logits.float(), temperature, top_k, generator)  # (B, 1)

@@ -176,7 +176,8 @@ def train_language_model(
             model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
         torch.manual_seed(config.seed)
         task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
-        optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas=(0.9, 0.99))
+        betas = (0.9, 0.99)
+        optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas, kind=config.optimizer)
         schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
         trainer = Trainer.for_config(
             task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,

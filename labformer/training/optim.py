@@ -1,35 +1,104 @@
-"""AdamW with decoupled weight decay on weight matrices only, and a warm-up + cosine schedule."""
+"""AdamW with decoupled weight decay on weight matrices only (or Muon for the encoder's matrices and AdamW
+for the rest), and a warm-up + cosine schedule."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-__all__ = ["Schedule", "build_optimizer", "learning_rate"]
+__all__ = ["ChainedOptimizer", "Schedule", "build_optimizer", "learning_rate"]
 
 # Parameters that never decay: anything 1-D (biases, norms) and these embeddings.
 NO_DECAY_NAMES = ("cls_token", "position", "pos_embed")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999)):
-    """AdamW with two groups: weight matrices decay, biases / norms / position and class tokens do not."""
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    kind: Literal["adamw", "muon"] = "adamw",
+) -> torch.optim.Optimizer | ChainedOptimizer:
+    """AdamW with two groups: weight matrices decay, biases / norms / position and class tokens do not.
+
+    ``kind="muon"`` (beyond the lab): the weight matrices of ``model.encoder`` go to ``torch.optim.Muon``
+    (momentum orthogonalised by Newton–Schulz iterations; Jordan et al. 2024), its update scaled to
+    AdamW's size (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025) so both follow one learning rate;
+    embeddings, the head, biases and norms stay with AdamW.
+    """
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
-    decay, no_decay = [], []
+    if kind not in ("adamw", "muon"):
+        raise ValueError(f"optimizer must be 'adamw' or 'muon'; got {kind!r}")
+    decay, no_decay, hidden = [], [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         if parameter.dim() < 2 or any(key in name for key in NO_DECAY_NAMES):
             no_decay.append(parameter)
+        elif kind == "muon" and name.startswith("encoder.") and parameter.dim() == 2:
+            hidden.append(parameter)
         else:
             decay.append(parameter)
+    if kind == "muon" and not hidden:
+        raise ValueError("optimizer 'muon' needs weight matrices under model.encoder; this model has none")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, **_implementation(decay + no_decay))
+    adamw = torch.optim.AdamW(groups, lr=lr, betas=betas, **_implementation(decay + no_decay))
+    if kind == "adamw":
+        return adamw
+    muon = torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    return ChainedOptimizer(muon, adamw)
+
+
+class ChainedOptimizer:
+    """Several optimisers over disjoint parameters, used as one: ``param_groups`` lists every group (so a
+    trainer setting each group's ``lr`` reaches all), ``step``/``zero_grad`` call each, and the state dict
+    has torch's layout, parameters numbered across the optimisers in order (so checkpoints are unchanged)."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+        self.param_groups = [group for optimizer in optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[int, Any] = {}
+        groups: list[dict[str, Any]] = []
+        offset = 0
+        for optimizer in self.optimizers:
+            part = optimizer.state_dict()
+            state.update({offset + index: values for index, values in part["state"].items()})
+            groups += [{**group, "params": [offset + i for i in group["params"]]} for group in part["param_groups"]]
+            offset += _count(optimizer.param_groups)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups, offset = iter(state_dict["param_groups"]), 0
+        for optimizer in self.optimizers:
+            count = _count(optimizer.param_groups)
+            mine = [next(groups) for _ in optimizer.param_groups]
+            state = {int(i) - offset: v for i, v in state_dict["state"].items() if offset <= int(i) < offset + count}
+            optimizer.load_state_dict({"state": state, "param_groups": [
+                {**group, "params": [i - offset for i in group["params"]]} for group in mine
+            ]})  # fmt: skip
+            offset += count
+
+
+def _count(groups: Iterable[dict[str, Any]]) -> int:
+    return sum(len(group["params"]) for group in groups)
 
 
 def _implementation(parameters: list[nn.Parameter]) -> dict[str, bool]:
