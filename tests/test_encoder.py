@@ -157,7 +157,7 @@ def test_encoder_layers_start_different():
 def test_bad_input():
     with pytest.raises(ValueError, match=r"dim \(10\) must be divisible by num_heads \(4\)"):
         EncoderLayer(10, 4, 20)
-    with pytest.raises(ValueError, match="activation must be one of \\['gelu', 'relu'\\]; got 'tanh'"):
+    with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'relu', 'relu2'\]; got 'tanh'"):
         EncoderLayer(8, 2, 16, activation="tanh")
     with pytest.raises(ValueError, match="num_layers must be a positive integer; got 0"):
         Encoder(8, 2, 16, 0)

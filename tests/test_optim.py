@@ -56,3 +56,38 @@ def test_weight_decay_only_on_weight_matrices():
 def test_bad_settings_are_refused(lr, decay, message):
     with pytest.raises(ValueError, match=message):
         build_optimizer(torch.nn.Linear(2, 2), lr, decay)
+
+
+def test_muon_takes_the_encoder_matrices_and_its_chained_state_round_trips():
+    """Muon gets the layers' weight matrices, AdamW the rest; the combined state survives a checkpoint's
+    JSON, and after loading it the learning rate a trainer sets still reaches both optimisers (a resumed
+    run once kept the checkpoint's rate because load_state_dict replaces the group dicts)."""
+    import json
+
+    from labformer.models.gpt import GPT, GPTConfig
+    from labformer.training.checkpoint import flatten_optimizer, unflatten_optimizer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, dim=16, depth=2, num_heads=2, mlp_dim=32))
+    chained = build_optimizer(model, 1e-3, 0.1, kind="muon")
+    muon, adamw = chained.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    hidden = {id(p) for p in muon.param_groups[0]["params"]}
+    assert hidden == {id(p) for n, p in model.named_parameters() if n.startswith("encoder.layers") and p.dim() == 2}
+    x = torch.randint(0, 11, (2, 8))
+    for _ in range(3):
+        chained.zero_grad()
+        model.loss(x, x).backward()
+        chained.step()
+    tensors, rest = flatten_optimizer(chained.state_dict())
+    loaded = build_optimizer(model, 1e-3, 0.1, kind="muon")
+    loaded.load_state_dict(unflatten_optimizer(tensors, json.loads(json.dumps(rest))))
+    for a, b in zip(chained.optimizers, loaded.optimizers):
+        for state_a, state_b in zip(a.state_dict()["state"].values(), b.state_dict()["state"].values()):
+            for name in state_a:
+                torch.testing.assert_close(state_b[name], state_a[name])
+    for group in loaded.param_groups:
+        group["lr"] = 0.5
+    assert [g["lr"] for o in loaded.optimizers for g in o.param_groups] == [0.5] * 3
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'muon'; got 'sgd'"):
+        build_optimizer(model, 1e-3, 0.1, kind="sgd")

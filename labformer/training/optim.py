@@ -64,7 +64,11 @@ class ChainedOptimizer:
 
     def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
         self.optimizers = optimizers
-        self.param_groups = [group for optimizer in optimizers for group in optimizer.param_groups]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Every optimiser's groups, read afresh (``load_state_dict`` replaces an optimiser's group dicts)."""
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
