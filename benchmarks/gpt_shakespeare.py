@@ -82,7 +82,7 @@ def trainer(model: nn.Module, data, config: LanguageConfig, block: int, run_dir:
     schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
     return Trainer(
         task, optimizer, schedule, run_dir=Path(run_dir), device=torch.device("cpu"), grad_clip=config.grad_clip,
-        time_limit=config.time_limit,
+        time_limit=config.time_limit, compile=config.compile, amp=config.amp,
     )  # fmt: skip
 
 

@@ -93,6 +93,14 @@ def test_generate_several_prompts_at_once(gpt_run, capsys):
         assert capsys.readouterr().out == sample
 
 
+def test_the_run_scores_the_whole_validation_split_as_evaluate_does(gpt_run, capsys):
+    out, result = gpt_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert main(["evaluate", str(out), "--json", "--device", "cpu"]) == 0
+    assert metrics["val_loss_full"] == pytest.approx(json.loads(capsys.readouterr().out)["loss"], rel=1e-6)
+    assert f"whole validation split {metrics['val_loss_full']:.3f}" in result.stdout
+
+
 def test_generate_bad_input(gpt_run, capsys):
     out, _ = gpt_run
     assert main(["generate", str(out), "--prompt", "ROMEO\u00e9"]) == 2

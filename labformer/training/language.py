@@ -2,7 +2,9 @@
 
 Every ``eval_interval`` steps the mean train and validation losses over ``eval_iters`` batches are
 printed (``step 1500: train loss 1.512, val loss 1.698``); the best validation weights are kept in
-``model.safetensors`` and a resumable checkpoint is written.
+``model.safetensors`` and a resumable checkpoint is written. At the end the best weights are also
+scored on every character of the validation split (``val_loss_full``, what ``labformer evaluate`` reports):
+the random batches estimate it.
 """
 
 from __future__ import annotations
@@ -132,8 +134,13 @@ class LanguageTask:
             text = self.data.tokenizer.decode(sample[0, 1:].tolist())
             io.atomic_write(trainer.run_dir / runs.SAMPLE, lambda p: p.write_text(text))
         seconds = progress.train_seconds
+        full = {}
+        if isinstance(self.model, GPT):  # the best weights on every character of the validation split, once
+            total, count = self.model.sequence_loss(self.data.val)
+            full = {"val_loss_full": total / count}
         return {
             "val_loss": best["val_loss"],
+            **full,
             "train_loss": best["train_loss"],
             "best_step": best["step"],
             "iters": progress.step,
@@ -142,8 +149,9 @@ class LanguageTask:
         }
 
     def summary(self, metrics: dict[str, Any]) -> str:
+        full = f", whole validation split {metrics['val_loss_full']:.3f}" if "val_loss_full" in metrics else ""
         return (
-            f"val loss {metrics['val_loss']:.3f} (train {metrics['train_loss']:.3f}) after {metrics['iters']} "
+            f"val loss {metrics['val_loss']:.3f} (train {metrics['train_loss']:.3f}{full}) after {metrics['iters']} "
             f"steps, {metrics['train_seconds']:.0f}s of training, {metrics['tokens_per_second']:.0f} tokens/s"
         )
 

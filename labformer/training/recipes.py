@@ -111,7 +111,7 @@ VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cifar": (
         dict(patch_size=4, dim=96, depth=4, num_heads=4, mlp_dim=192, stem="conv"),
         dict(
-            epochs=11,
+            epochs=8,
             batch_size=128,
             lr=2e-3,
             weight_decay=0.05,
