@@ -5,7 +5,8 @@
 - text: ``labformer train gpt`` (preset cpu, Tiny Shakespeare, seed 1337).
 
 The weights are stored in float16 (half the bytes; the model computes in float32 after loading). The
-script then scores the stored weights — test accuracy of the ViT, validation loss of the GPT — and
+script then scores the stored weights — test accuracy of the ViT, validation loss of the GPT (random
+batches, and the whole split) — and
 records those numbers in each ``metrics.json`` under "shipped".
 
 Run: ``python scripts/train_pretrained.py [--work DIR]``.
@@ -63,7 +64,8 @@ def score_text(target: Path) -> dict:
     data = load_text(config.text, block_size=model.config.block_size, tokenizer=tokenizer)
     generator = torch.Generator().manual_seed(config.seed + 1 + config.iters)  # the final evaluation's batches
     losses = estimate_loss(model, data, config, generator, torch.device("cpu"))
-    return {"val_loss": losses["val"], "train_loss": losses["train"]}
+    total, count = model.sequence_loss(data.val)  # every character of the validation split
+    return {"val_loss": losses["val"], "train_loss": losses["train"], "val_loss_full": total / count}
 
 
 def main() -> None:

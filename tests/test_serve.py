@@ -63,9 +63,9 @@ def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
     assert health["digits"]["metrics"]["shipped"]["test_accuracy"] >= 0.98
     assert health["digits"]["classes"] == [str(i) for i in range(10)]
     assert (health["digits"]["layers"], health["digits"]["heads"], health["digits"]["grid"]) == (3, 4, 4)
-    assert health["text"]["metrics"]["shipped"]["val_loss"] < 1.7
+    assert health["text"]["metrics"]["shipped"]["val_loss_full"] < 1.5  # the whole validation split
     for name in ("digits", "text"):
-        assert (PRETRAINED / name / runs.MODEL).stat().st_size < 1_500_000  # well under 2 MB
+        assert (PRETRAINED / name / runs.MODEL).stat().st_size < 2_000_000  # the package stays small
 
 
 def test_predict_reads_real_digits_like_the_model_itself(client, mnist_test):
