@@ -188,3 +188,17 @@ def test_bad_input_exits_2(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no-such-corpus.txt"
+    assert main(["train", "gpt", "--text", str(missing), *TINY_GPT]) == 2
+    assert "no-such-corpus.txt" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []  # runs/<timestamp>-gpt was made, then removed
+    assert main(["train", "vit", "--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--out", "mine"]) == 2
+    assert not (tmp_path / "mine").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    assert main(["train", "gpt", "--text", str(missing), "--out", "kept", *TINY_GPT]) == 2
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # never removes what holds anything

@@ -26,7 +26,7 @@ from labformer.training.progress import Progress
 from labformer.training.recipes import VIT_PRESETS as PRESETS
 from labformer.training.recipes import ClassifyConfig
 from labformer.training.recipes import vit_configs as preset_configs
-from labformer.training.runtime import autocast
+from labformer.training.runtime import autocast, removed_if_empty_on_failure
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
@@ -243,27 +243,28 @@ def train_classifier(
         run_dir, saved, config = open_run(
             cluster, device, "vit", config, out=out, resume=resume, name=f"vit-{config.dataset}"
         )
-        if saved is not None:
-            model_config, preset = ViTConfig.from_dict(saved["model"]), saved.get("preset")
-        assert model_config is not None
-        data = data or load_data(config)
-        torch.manual_seed(config.seed)
-        task = ClassifyTask(ViT(model_config).to(device), data, config, device)
-        optimizer = build_optimizer(task.model, config.lr, config.weight_decay)
-        warmup = round(config.warmup_epochs * task.eval_every)
-        schedule = Schedule(config.lr, task.total_steps, warmup, config.schedule, config.min_lr_ratio)
-        trainer = Trainer.for_config(
-            task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
-            callbacks=callbacks,
-        )  # fmt: skip
-        if saved is not None:
-            trainer.restore()
-        elif cluster.is_main:
-            record = {"kind": "vit", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
-            io.write_json(
-                run_dir / runs.CONFIG, {**record, "classes": data.classes, "mean": data.mean, "std": data.std}
-            )
-        trainer.fit()
-        return trainer.finish()
+        with removed_if_empty_on_failure(run_dir):  # a run that fails before it starts leaves nothing
+            if saved is not None:
+                model_config, preset = ViTConfig.from_dict(saved["model"]), saved.get("preset")
+            assert model_config is not None
+            data = data or load_data(config)
+            torch.manual_seed(config.seed)
+            task = ClassifyTask(ViT(model_config).to(device), data, config, device)
+            optimizer = build_optimizer(task.model, config.lr, config.weight_decay)
+            warmup = round(config.warmup_epochs * task.eval_every)
+            schedule = Schedule(config.lr, task.total_steps, warmup, config.schedule, config.min_lr_ratio)
+            trainer = Trainer.for_config(
+                task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
+                callbacks=callbacks,
+            )  # fmt: skip
+            if saved is not None:
+                trainer.restore()
+            elif cluster.is_main:
+                record = {"kind": "vit", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
+                io.write_json(
+                    run_dir / runs.CONFIG, {**record, "classes": data.classes, "mean": data.mean, "std": data.std}
+                )
+            trainer.fit()
+            return trainer.finish()
 
     return run_on_cluster(config.device, train)

@@ -27,7 +27,7 @@ from labformer.training.progress import Progress
 from labformer.training.recipes import GPT_PRESETS as PRESETS
 from labformer.training.recipes import LanguageConfig
 from labformer.training.recipes import gpt_configs as preset_configs
-from labformer.training.runtime import autocast
+from labformer.training.runtime import autocast, removed_if_empty_on_failure
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
@@ -175,30 +175,31 @@ def train_language_model(
     def train(cluster: Cluster, device: torch.device) -> dict[str, Any]:
         nonlocal config, preset
         run_dir, saved, config = open_run(cluster, device, "gpt", config, out=out, resume=resume, name="gpt")
-        if saved is not None:
-            tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
-            data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
-            model_config, preset = GPTConfig.from_dict(saved["model"]), saved.get("preset")
-        else:
-            data = load_text(config.text, block_size=model_values["block_size"])
-            model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
-        torch.manual_seed(config.seed)
-        task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
-        betas = (0.9, 0.99)
-        optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas, kind=config.optimizer)
-        schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
-        trainer = Trainer.for_config(
-            task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
-            callbacks=callbacks,
-        )  # fmt: skip
-        if saved is not None:
-            trainer.restore()
-        elif cluster.is_main:
-            record = {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
-            io.write_json(run_dir / runs.CONFIG, record)
-            io.write_json(run_dir / runs.VOCAB, data.tokenizer.chars)
-        trainer.fit()
-        return trainer.finish()
+        with removed_if_empty_on_failure(run_dir):  # a run that fails before it starts leaves nothing
+            if saved is not None:
+                tokenizer = CharTokenizer(io.read_json(run_dir / runs.VOCAB, "vocabulary"))
+                data = load_text(config.text, block_size=saved["model"]["block_size"], tokenizer=tokenizer)
+                model_config, preset = GPTConfig.from_dict(saved["model"]), saved.get("preset")
+            else:
+                data = load_text(config.text, block_size=model_values["block_size"])
+                model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
+            torch.manual_seed(config.seed)
+            task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
+            betas = (0.9, 0.99)
+            optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas, kind=config.optimizer)
+            schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
+            trainer = Trainer.for_config(
+                task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
+                callbacks=callbacks,
+            )  # fmt: skip
+            if saved is not None:
+                trainer.restore()
+            elif cluster.is_main:
+                record = {"kind": "gpt", "preset": preset, "model": model_config.to_dict(), "train": asdict(config)}
+                io.write_json(run_dir / runs.CONFIG, record)
+                io.write_json(run_dir / runs.VOCAB, data.tokenizer.chars)
+            trainer.fit()
+            return trainer.finish()
 
     return run_on_cluster(config.device, train)
 

@@ -23,6 +23,7 @@ __all__ = [
     "cpu_info",
     "maybe_compile",
     "new_run_dir",
+    "removed_if_empty_on_failure",
     "resolve_amp",
 ]
 
@@ -126,6 +127,18 @@ def new_run_dir(out: str | Path | None, name: str) -> Path:
     except OSError as error:
         raise OSError(f"cannot create run directory {path}: {error.strerror or error}") from None
     return path
+
+
+@contextlib.contextmanager
+def removed_if_empty_on_failure(run_dir: Path) -> Iterator[None]:
+    """If the block fails while ``run_dir`` is still empty (bad data, a bad setting found after the
+    directory was made), the directory is removed: a run that never started leaves nothing behind."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only ever removes an empty directory
+        raise
 
 
 @contextlib.contextmanager

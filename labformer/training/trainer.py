@@ -36,7 +36,7 @@ from labformer.training.distributed import Cluster
 from labformer.training.history import History
 from labformer.training.optim import Schedule
 from labformer.training.progress import RUNNING, Progress
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, resolve_amp
+from labformer.training.runtime import autocast, maybe_compile, new_run_dir, removed_if_empty_on_failure, resolve_amp
 from labformer.training.task import Task
 
 __all__ = ["Trainer", "open_run"]
@@ -62,9 +62,10 @@ def open_run(
     else:
         saved = None
         run_dir = Path(cluster.share(str(new_run_dir(out, name)) if cluster.is_main else None))
-    cluster.check_batch(config.batch_size)
-    # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
-    return run_dir, saved, dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
+    with removed_if_empty_on_failure(run_dir):
+        cluster.check_batch(config.batch_size)
+        # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
+        return run_dir, saved, dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
 
 
 class Trainer:
