@@ -15,6 +15,8 @@ from PIL import Image
 
 import labformer
 from labformer.cli import main
+from labformer.data import load_run_images
+from labformer.runs import read_run_config
 from labformer.training import classify
 
 TINY_VIT = [*TINY_VIT_ARGS, "--batch-size", "50"]
@@ -41,6 +43,8 @@ def vit_run(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
         "none",
         "--warmup-epochs",
         "0.2",
+        "--tta-shift",
+        "1",
         *TINY_VIT,
     )
     return out, data_dir, result
@@ -68,6 +72,9 @@ def test_train_writes_the_whole_run_directory(vit_run):
             assert image.size[0] > 200 and image.size[1] > 100
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test_accuracy", "test_loss", "epochs", "train_seconds", "images_per_second"} <= set(metrics)
+    assert {"test_accuracy_no_tta", "test_loss_no_tta"} <= set(metrics)  # the run asked for test-time shifts
+    shifts = f"with 1-pixel shifts ({100 * metrics['test_accuracy_no_tta']:.2f}% without)"
+    assert f"test_acc {100 * metrics['test_accuracy']:.2f}% {shifts}" in result.stdout
     assert 0.5 < metrics["test_accuracy"] <= 1.0  # the synthetic digits are easy
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
@@ -82,10 +89,39 @@ def test_load_and_evaluate_agree_with_metrics(vit_run):
     assert result.returncode == 0, result.stderr
     scored = json.loads(result.stdout)
     metrics = json.loads((out / "metrics.json").read_text())
+    assert scored["tta_shift"] == 1  # evaluate scores as the run did
     assert scored["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert scored["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
     assert np.array(scored["confusion"]).sum() == 200
     text = run_cli("evaluate", str(out), "--data-dir", str(data_dir))
     assert "test accuracy" in text.stdout and "confusion matrix" in text.stdout
+
+
+def test_test_time_shifts_average_the_probabilities_of_five_views(vit_run, capsys):
+    out, data_dir, _ = vit_run
+    model = labformer.load(out)
+    data = load_run_images(read_run_config(out)["train"], str(data_dir))
+    result = classify.evaluate(model, data, "test", tta_shift=1, batch_size=64)
+    # Brute force: the test pictures moved pixel by pixel, one view at a time, probabilities averaged.
+    images, labels = data.test.images, data.test.labels
+    probs = []
+    for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+        moved = torch.zeros_like(images)
+        for y in range(28):
+            for x in range(28):
+                if 0 <= y - dy < 28 and 0 <= x - dx < 28:
+                    moved[:, :, y, x] = images[:, :, y - dy, x - dx]
+        with torch.no_grad():
+            probs.append(model(data.normalize(moved)).softmax(-1))
+    expected = torch.stack(probs).mean(0)
+    torch.testing.assert_close(result.probabilities, expected, rtol=1e-4, atol=1e-5)
+    loss = -expected[torch.arange(len(labels)), labels].log().mean()
+    assert result.loss == pytest.approx(float(loss), rel=1e-4)
+    assert result.accuracy == pytest.approx(float((expected.argmax(-1) == labels).double().mean()))
+    plain = classify.evaluate(model, data, "test")
+    assert plain.accuracy == pytest.approx(float((probs[0].argmax(-1) == labels).double().mean()))
+    with pytest.raises(ValueError, match="tta_shift must be >= 0"):
+        classify.ClassifyConfig(tta_shift=-1)
 
 
 def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):

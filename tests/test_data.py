@@ -11,6 +11,7 @@ import torch
 from conftest import write_idx
 
 from labformer.data import Augment, crop_and_flip, load_cifar10, load_mnist, random_affine
+from labformer.data.augment import shift, shifted_views
 from labformer.data.images import ImageSplit
 from labformer.data.mnist import _embedded_file, read_idx
 
@@ -161,6 +162,30 @@ def test_crop_and_flip_against_brute_force():
     for b in range(2):
         crop = padded[b, :, dy[b] : dy[b] + 6, dx[b] : dx[b] + 6]
         torch.testing.assert_close(out[b], crop.flip(-1) if flip[b] else crop)
+
+
+@pytest.mark.parametrize("dx,dy", [(1, 0), (-1, 0), (0, 2), (0, -1), (2, -3), (0, 0)])
+def test_shift_against_brute_force(dx, dy):
+    images = torch.randint(1, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    out = shift(images, dx, dy)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    for y in range(5):
+        for x in range(7):
+            source_y, source_x = y - dy, x - dx  # the pixel that lands at (y, x)
+            inside = 0 <= source_y < 5 and 0 <= source_x < 7
+            expected = images[:, :, source_y, source_x] if inside else torch.zeros(2, 3, dtype=torch.uint8)
+            assert torch.equal(out[:, :, y, x], expected), (y, x)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shift(images, 7, 0)
+
+
+def test_shifted_views_are_the_picture_then_four_moves():
+    images = torch.rand(2, 1, 6, 6)
+    assert [v.data_ptr() for v in shifted_views(images, 0)] == [images.data_ptr()]
+    views = shifted_views(images, 1)
+    assert len(views) == 5 and torch.equal(views[0], images)
+    for view, (dx, dy) in zip(views[1:], [(1, 0), (-1, 0), (0, 1), (0, -1)]):
+        assert torch.equal(view, shift(images, dx, dy))
 
 
 def test_random_affine_identity_and_seeding():

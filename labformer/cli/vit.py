@@ -74,15 +74,24 @@ def evaluate(args: argparse.Namespace) -> None:
     from labformer.data import load_run_images
 
     data = load_run_images(run["train"], args.data_dir)
-    result = evaluate(model, data, "test")
+    tta_shift = run["train"].get("tta_shift", 0)  # as the run scored its test set
+    result = evaluate(model, data, "test", tta_shift=tta_shift)
     if args.json:
         print(
             json.dumps(
-                {"test_accuracy": result.accuracy, "test_loss": result.loss, "confusion": result.confusion.tolist()}
+                {
+                    "test_accuracy": result.accuracy,
+                    "test_loss": result.loss,
+                    "tta_shift": tta_shift,
+                    "confusion": result.confusion.tolist(),
+                }
             )
         )
         return
-    print(f"test accuracy {100 * result.accuracy:.2f}%  test loss {result.loss:.4f}  ({len(result.labels)} images)")
+    tta = f", each also moved {tta_shift} pixel(s) 4 ways (test-time augmentation)" if tta_shift else ""
+    print(
+        f"test accuracy {100 * result.accuracy:.2f}%  test loss {result.loss:.4f}  ({len(result.labels)} images{tta})"
+    )
     print("confusion matrix (rows: true, columns: predicted)")
     classes = data.classes
     width = max(5, *(len(c) for c in classes))

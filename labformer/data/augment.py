@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "crop_and_flip", "random_affine"]
+__all__ = ["Augment", "crop_and_flip", "random_affine", "shift", "shifted_views"]
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> Tensor:
@@ -48,6 +48,25 @@ def crop_and_flip(images: Tensor, *, padding: int, generator: torch.Generator) -
     batch = torch.arange(B, device=device)[:, None, None, None]
     channel = torch.arange(C, device=device)[None, :, None, None]
     return padded[batch, channel, rows, cols]
+
+
+def shift(images: Tensor, dx: int, dy: int) -> Tensor:
+    """Moves the pictures ``dx`` pixels right and ``dy`` pixels down (negative: left, up), filling with
+    zeros (black) what enters: (B, C, H, W) -> same, same dtype."""
+    B, C, H, W = images.shape
+    if abs(dx) >= W or abs(dy) >= H:
+        raise ValueError(f"a shift of ({dx}, {dy}) pixels leaves nothing of {H}x{W} images")
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[:, :, top : top + H, left : left + W]
+
+
+def shifted_views(images: Tensor, pixels: int) -> list[Tensor]:
+    """The views of test-time augmentation by shifts: the pictures themselves, then moved ``pixels`` right,
+    left, down and up (1 view when ``pixels`` is 0, else 5)."""
+    if pixels == 0:
+        return [images]
+    return [images, *(shift(images, dx, dy) for dx, dy in ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels)))]
 
 
 @dataclass

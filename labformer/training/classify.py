@@ -8,6 +8,7 @@ and restored at the end, then the test set is scored. Everything lands in the ru
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from labformer import io, runs
 from labformer.data import Augment, ImageData, load_run_images
+from labformer.data.augment import shifted_views
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training.callbacks import Callback
 from labformer.training.distributed import Cluster, run_on_cluster
@@ -61,8 +63,14 @@ def evaluate(
     batch_size: int = 1024,
     device: torch.device | None = None,
     amp: str = "none",
+    tta_shift: int = 0,
 ) -> Evaluation:
-    """Scores ``model`` on ``data``'s ``split`` ("train", "val" or "test") in eval mode."""
+    """Scores ``model`` on ``data``'s ``split`` ("train", "val" or "test") in eval mode.
+
+    ``tta_shift``: test-time augmentation, the mean of the probabilities of each picture and of it moved
+    this many pixels right, left, down and up (:func:`~labformer.data.augment.shifted_views`); the loss
+    is then the cross-entropy of that mean. 0: the picture alone.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -70,10 +78,15 @@ def evaluate(
     num_classes = len(data.classes)
     losses, probabilities = [], []
     for batch, labels in images.batches(batch_size):
+        views = shifted_views(batch.to(device), tta_shift)
         with autocast(device, amp):
-            logits = model(data.normalize(batch.to(device))).float()
-        losses.append(F.cross_entropy(logits, labels.to(device), reduction="sum"))
-        probabilities.append(logits.softmax(-1).cpu())
+            logits = [model(data.normalize(view)).float() for view in views]
+        if len(views) == 1:
+            log_probs = logits[0].log_softmax(-1)
+        else:  # log of the mean probability, computed stably
+            log_probs = torch.logsumexp(torch.stack([x.log_softmax(-1) for x in logits]), 0) - math.log(len(views))
+        losses.append(F.nll_loss(log_probs, labels.to(device), reduction="sum"))
+        probabilities.append(log_probs.exp().cpu())
     model.train(was_training)
     probs = torch.cat(probabilities) if probabilities else torch.zeros(0, num_classes)
     labels = images.labels
@@ -193,11 +206,16 @@ class ClassifyTask:
             self._epoch.generator.set_state(tensors["rng.augment"])
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
-        self.test = test = self._score("test")
+        self.test = test = self._score("test", self.config.tta_shift)
         progress, images = trainer.progress, self.total_steps * self.batch_size
+        plain = {}
+        if self.config.tta_shift:  # also without test-time augmentation, to compare
+            alone = self._score("test")
+            plain = {"test_accuracy_no_tta": alone.accuracy, "test_loss_no_tta": alone.loss}
         return {
             "test_accuracy": test.accuracy,
             "test_loss": test.loss,
+            **plain,
             "best_val_accuracy": progress.best,
             "epochs": self.config.epochs,
             "train_seconds": progress.train_seconds,
@@ -205,12 +223,15 @@ class ClassifyTask:
         }
 
     def summary(self, metrics: dict[str, Any]) -> str:
+        tta = ""
+        if "test_accuracy_no_tta" in metrics:
+            tta = f" with {self.config.tta_shift}-pixel shifts ({100 * metrics['test_accuracy_no_tta']:.2f}% without)"
         return (
-            f"test_acc {100 * metrics['test_accuracy']:.2f}%  test_loss {metrics['test_loss']:.4f}  "
+            f"test_acc {100 * metrics['test_accuracy']:.2f}%{tta}  test_loss {metrics['test_loss']:.4f}  "
             f"({metrics['train_seconds']:.0f}s of training)"
         )
 
-    def _score(self, split: str) -> Evaluation:
+    def _score(self, split: str, tta_shift: int = 0) -> Evaluation:
         return evaluate(
             self.model,
             self.data,
@@ -218,6 +239,7 @@ class ClassifyTask:
             batch_size=self.config.eval_batch_size,
             device=self.device,
             amp=self.config.amp,
+            tta_shift=tta_shift,
         )
 
 
