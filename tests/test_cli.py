@@ -124,6 +124,16 @@ def test_test_time_shifts_average_the_probabilities_of_five_views(vit_run, capsy
         classify.ClassifyConfig(tta_shift=-1)
 
 
+def test_a_test_time_shift_as_large_as_the_images_is_refused_before_training(tmp_path, capsys):
+    from conftest import write_mnist_dir
+
+    data_dir = write_mnist_dir(tmp_path / "mnist")
+    out = tmp_path / "run"
+    assert main(["train", "--data-dir", str(data_dir), "--tta-shift", "28", "--out", str(out), *TINY_VIT]) == 2
+    assert "tta_shift must be smaller than the images' 28 pixels; got 28" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+
+
 def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):
     from conftest import synthetic_digits
 

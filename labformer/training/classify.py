@@ -270,6 +270,10 @@ def train_classifier(
                 model_config, preset = ViTConfig.from_dict(saved["model"]), saved.get("preset")
             assert model_config is not None
             data = data or load_data(config)
+            if config.tta_shift >= data.image_size:  # found now, not after the training
+                raise ValueError(
+                    f"tta_shift must be smaller than the images' {data.image_size} pixels; got {config.tta_shift}"
+                )
             torch.manual_seed(config.seed)
             task = ClassifyTask(ViT(model_config).to(device), data, config, device)
             optimizer = build_optimizer(task.model, config.lr, config.weight_decay)
