@@ -1,7 +1,7 @@
 """Digits that are not MNIST, read as ``labformer predict`` reads them: accuracy of trained runs, and of a
 small CNN trained for 2 epochs on the same MNIST with the same augmentation in the same run.
 
-Run: ``python benchmarks/handwriting.py [RUN_DIR ...] [--per-class 50] [--cnn] [--keep DIR]``
+Run: ``python benchmarks/handwriting.py [RUN_DIR ...] [--per-class 50] [--cnn] [--tta-shift N] [--keep DIR]``
 (default run: the digits model shipped in the package).
 
 Sets:
@@ -65,11 +65,11 @@ def labelled_files(folder: Path) -> dict[str, list[tuple[Path, str]]]:
     return sets
 
 
-def accuracy(model: nn.Module, run: dict, files: list[tuple[Path, str]]) -> float:
+def accuracy(model: nn.Module, run: dict, files: list[tuple[Path, str]], tta_shift: int = 0) -> float:
     results = []
     for start in range(0, len(files), 500):
         chunk = files[start : start + 500]
-        results += predict_images(model, run, [path for path, _ in chunk])
+        results += predict_images(model, run, [path for path, _ in chunk], tta_shift=tta_shift)
     return float(np.mean([r["prediction"] == digit for r, (_, digit) in zip(results, files)]))
 
 
@@ -113,6 +113,10 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=50, help="pen and font pictures per digit (default 50)")
     parser.add_argument("--cnn", action="store_true", help="also train the small CNN reference (about a minute)")
     parser.add_argument("--keep", help="write the pictures here and keep them")
+    parser.add_argument(
+        "--tta-shift", type=int, default=0, metavar="N",
+        help="also score every model as `labformer predict --tta-shift N` does (each picture moved N pixels 4 ways)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(machine_line())
     with tempfile.TemporaryDirectory() as work:
@@ -122,15 +126,21 @@ def main() -> None:
         sets = labelled_files(folder)
         names = ["pen", "font", *(["uci"] if has_uci else [])]
         rows = []
+        shifts = sorted({0, args.tta_shift})
+
+        def add_rows(label: str, mnist: str, model: nn.Module, run: dict) -> None:
+            for shift in shifts:
+                scores = [f"{accuracy(model, run, sets[name], shift):.1%}" for name in names]
+                rows.append([label + (f", --tta-shift {shift}" if shift else ""), mnist, *scores])
+                print(" | ".join(rows[-1]), flush=True)
+
         for run_dir in args.runs or [str(PRETRAINED / "digits")]:
             model, run = labformer.load(run_dir, device="cpu"), read_run_config(run_dir)
-            mnist = f"{read_json(Path(run_dir) / 'metrics.json', 'metrics')['test_accuracy']:.2%}"
-            rows.append([run_dir, mnist, *[f"{accuracy(model, run, sets[name]):.1%}" for name in names]])
-            print(" | ".join(rows[-1]), flush=True)
+            mnist = read_json(Path(run_dir) / "metrics.json", "metrics")["test_accuracy"]
+            add_rows(run_dir, f"{mnist:.2%}", model, run)
         if args.cnn:
             model, run = train_cnn()
-            scores = [f"{accuracy(model, run, sets[name]):.1%}" for name in names]
-            rows.append(["small CNN, 2 epochs, the same augmentation", f"{run['test_accuracy']:.2%}", *scores])
+            add_rows("small CNN, 2 epochs, the same augmentation", f"{run['test_accuracy']:.2%}", model, run)
         print_table(["model", "MNIST test", *[f"{name} ({len(sets[name])})" for name in names]], rows)
 
 

@@ -11,6 +11,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from labformer.config import require_non_negative
+from labformer.data.augment import shifted_views
+
 __all__ = ["load_image", "predict_images"]
 
 
@@ -105,8 +108,15 @@ def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: b
 
 
 @torch.inference_mode()
-def predict_images(model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3) -> list[dict[str, Any]]:
-    """Per file: {"path", "prediction", "top": [(class, probability), ...]}; all files read first."""
+def predict_images(
+    model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3, tta_shift: int = 0
+) -> list[dict[str, Any]]:
+    """Per file: {"path", "prediction", "top": [(class, probability), ...]}; all files read first.
+
+    ``tta_shift``: test-time augmentation, the mean of the probabilities of each picture and of it moved
+    this many pixels right, left, down and up (five forwards instead of one); 0: the picture alone.
+    """
+    require_non_negative(tta_shift=tta_shift)
     config = model.config
     images = torch.stack(
         [
@@ -119,7 +129,8 @@ def predict_images(model: nn.Module, run: dict[str, Any], paths: list[Path], top
     device = next(model.parameters()).device
     mean = torch.tensor(run["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(run["std"], device=device).view(1, -1, 1, 1)
-    probabilities = model((images.to(device).float() / 255 - mean) / std).softmax(-1).cpu()
+    views = shifted_views(images.to(device), tta_shift)
+    probabilities = torch.stack([model((view.float() / 255 - mean) / std).softmax(-1) for view in views]).mean(0).cpu()
     classes = run["classes"]
     results = []
     for path, p in zip(paths, probabilities):

@@ -167,6 +167,43 @@ def test_predict_images_of_any_size_and_colour(vit_run, tmp_path):
     del model
 
 
+def test_predict_with_test_time_shifts_averages_five_views(vit_run, tmp_path, capsys):
+    from conftest import synthetic_digits
+
+    from labformer.predict import load_image, predict_images
+
+    out, _, _ = vit_run
+    model, run = labformer.load(out), read_run_config(out)
+    digits = synthetic_digits(20, 5)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"d{i}.png")
+        Image.fromarray(digits.images[i, 0].numpy()).save(paths[-1])
+    results = predict_images(model, run, paths, tta_shift=1)
+    mean = torch.tensor(run["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(run["std"]).view(1, -1, 1, 1)
+    for path, result in zip(paths, results):
+        image = load_image(path, channels=1, size=28, mnist_style=True).float()
+        probs = []
+        for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):  # brute force: move pixel by pixel
+            moved = torch.zeros_like(image)
+            for y in range(28):
+                for x in range(28):
+                    if 0 <= y - dy < 28 and 0 <= x - dx < 28:
+                        moved[:, y, x] = image[:, y - dy, x - dx]
+            with torch.no_grad():
+                probs.append(model((moved[None] / 255 - mean) / std).softmax(-1)[0])
+        expected = torch.stack(probs).mean(0)
+        assert result["prediction"] == run["classes"][int(expected.argmax())]
+        assert result["top"][0][1] == pytest.approx(float(expected.max()), abs=1e-4)
+    assert main(["predict", str(out), str(paths[0]), "--tta-shift", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top"] == [list(pair) for pair in results[0]["top"]]
+    assert main(["predict", str(out), str(paths[0]), "--tta-shift", "-1"]) == 2
+    assert "tta_shift must be >= 0; got -1" in capsys.readouterr().err
+    assert main(["predict", str(out), str(paths[0]), "--tta-shift", "28"]) == 2
+    assert "leaves nothing of 28x28 images" in capsys.readouterr().err
+
+
 def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir):
     model_config, train_config = classify.preset_configs(
         "fast",

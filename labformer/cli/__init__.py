@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument(
+        "--tta-shift", type=int, default=0, metavar="N",
+        help="also score each picture moved N pixels right, left, down and up, and average (5x the work; 0 = off)",
+    )  # fmt: skip
     predict.add_argument("--device", default="auto")
 
     lab = commands.add_parser("lab", help="the lab's experiments: list, one by NAME, or all (report)")

@@ -107,7 +107,7 @@ def predict(args: argparse.Namespace) -> None:
     model, run = load_run(args.run_dir, device=args.device)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; predict needs an image classifier run")
-    results = predict_images(model, run, [Path(p) for p in args.images])
+    results = predict_images(model, run, [Path(p) for p in args.images], tta_shift=args.tta_shift)
     for result in results:
         if args.json:
             print(json.dumps(result))
