@@ -112,7 +112,7 @@ def generation_row(model: GPT, position: str) -> list[str]:
     prompt = torch.zeros(1, 1, dtype=torch.long)
     speeds: dict[bool, list[float]] = {True: [], False: []}
     tokens: dict[bool, torch.Tensor] = {}
-    for round_ in range(3):
+    for round_ in range(5):
         for use_cache in (True, False):
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(round_)
@@ -124,7 +124,7 @@ def generation_row(model: GPT, position: str) -> list[str]:
     window = "the window jumps" if position != "rope" else "rope: the window slides"
     return [
         f"generation tokens/s (lab model, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, "
-        f"block 256, batch 1, 500 new; median of 3; {window})",
+        f"block 256, batch 1, 500 new; median of 5; {window})",
         f"{cached:,.0f} with KV cache",
         f"{uncached:,.0f} without",
         f"{ratio:.1f}x",

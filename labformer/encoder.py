@@ -33,6 +33,28 @@ def relu_squared(x: Tensor) -> Tensor:
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu, "relu2": relu_squared}
 
+# Up to this many values, ATen's own GELU kernel beats oneDNN's (2 µs against 12 µs for one token's 1,536
+# hidden values on a Xeon with AVX-512; equal near 16 k values, oneDNN ahead above).
+_SMALL_GELU = 16384
+
+
+def _small_activation(activation: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``activation(x)`` on the fast path, where x is often one token per sequence (generation, batch-1
+    prediction).
+
+    For a float32 GELU torch calls oneDNN, whose set-up costs about 10 µs a call at any size: in a
+    decoding step of the lab's GPT that was a tenth of the time. For small tensors this switches oneDNN
+    off for the one call, so ATen's vectorised kernel runs (the switch is torch's process-wide flag,
+    restored at once). Both compute the exact (erf) GELU; they differ by an ulp or so.
+    """
+    if activation is not F.gelu or x.numel() > _SMALL_GELU or not torch.backends.mkldnn.enabled:
+        return activation(x)
+    torch.backends.mkldnn.enabled = False
+    try:
+        return F.gelu(x)
+    finally:
+        torch.backends.mkldnn.enabled = True
+
 
 def _activation(name: str) -> Callable[[Tensor], Tensor]:
     if name not in _ACTIVATIONS:
@@ -175,7 +197,7 @@ class EncoderLayer(_Layer):
         """The feed-forward branch in evaluation (no dropout), with the weights called directly."""
         if self.ff_dtype is not None:  # the reference, in the chosen precision
             return self._ff_block(x)
-        hidden = self.activation(F.linear(x, self.linear1.weight, self.linear1.bias))
+        hidden = _small_activation(self.activation, F.linear(x, self.linear1.weight, self.linear1.bias))
         return F.linear(hidden, self.linear2.weight, self.linear2.bias)
 
 

@@ -266,6 +266,38 @@ def test_top_k_restricts_tokens():
     assert out[0, -1].item() in allowed
 
 
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_sampling_draws_what_torch_multinomial_draws(top_k):
+    """The sampler skips torch.multinomial's checks but must draw the same ids from the same generator."""
+    from labformer.models.gpt import _sample
+
+    torch.manual_seed(0)
+    for seed in range(50):
+        logits = torch.randn(4, 65) * 3
+        scaled = logits / 0.7
+        if top_k is not None:
+            scaled = scaled.masked_fill(scaled < scaled.topk(top_k).values[:, -1:], float("-inf"))
+        expected = torch.multinomial(scaled.softmax(-1), 1, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(_sample(logits, 0.7, top_k, torch.Generator().manual_seed(seed)), expected)
+
+
+def test_the_fast_paths_gelu_equals_torchs_and_restores_onednn():
+    """Small GELUs on the fast path run ATen's kernel instead of oneDNN's: the same function, flag restored."""
+    import torch.nn.functional as F
+
+    from labformer.encoder import _small_activation
+
+    x = torch.randn(1, 1, 1536) * 4
+    assert torch.backends.mkldnn.enabled
+    with torch.no_grad():
+        torch.testing.assert_close(_small_activation(F.gelu, x), F.gelu(x), rtol=0, atol=2e-6)
+        big = torch.randn(64, 1536)
+        assert torch.equal(_small_activation(F.gelu, big), F.gelu(big))  # large: torch's own choice
+    assert torch.backends.mkldnn.enabled
+    exact = 0.5 * x.double() * (1 + torch.erf(x.double() / math.sqrt(2)))
+    torch.testing.assert_close(_small_activation(F.gelu, x).double(), exact, rtol=0, atol=2e-6)
+
+
 def test_bad_generation_arguments():
     gpt = model()
     with pytest.raises(ValueError, match="temperature must be positive; got 0"):

@@ -336,7 +336,10 @@ def _sample(logits: Tensor, temperature: float, top_k: int | None, generator: to
     if top_k is not None:
         kth = logits.topk(min(top_k, logits.shape[-1])).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+    # What torch.multinomial(probs, 1, generator=generator) computes, without its checks of the
+    # probabilities (a third of a cached decoding step's sampling time): the same draws, the same ids.
+    probs = logits.softmax(-1)
+    return (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(-1, keepdim=True)
 
 
 def _init_weights(module: nn.Module) -> None:
