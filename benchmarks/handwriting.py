@@ -91,7 +91,7 @@ class SmallCNN(nn.Module):
 
 def train_cnn() -> tuple[nn.Module, dict]:
     """The small CNN, 2 epochs on MNIST through labformer's Trainer, with the `fast` preset's augmentation."""
-    augmentation = {k: v for k, v in VIT_PRESETS["fast"][1].items() if k in ("augment", "augment_strength")}
+    augmentation = {k: v for k, v in VIT_PRESETS["fast"][1].items() if k.startswith("augment")}
     config = ClassifyConfig(epochs=2, lr=1e-3, device="cpu", amp="none", warmup_epochs=0.1, **augmentation)
     data = load_mnist()
     torch.manual_seed(0)

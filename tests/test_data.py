@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import math
 import pickle
 import tarfile
 
@@ -11,7 +12,7 @@ import torch
 from conftest import write_idx
 
 from labformer.data import Augment, crop_and_flip, load_cifar10, load_mnist, random_affine
-from labformer.data.augment import shift, shifted_views
+from labformer.data.augment import elastic, random_stroke_width, shift, shifted_views
 from labformer.data.images import ImageSplit
 from labformer.data.mnist import _embedded_file, read_idx
 
@@ -209,6 +210,86 @@ def test_augmentation_strength_scales_every_range():
     assert shifts[0] < shifts[1] < shifts[2]
     with pytest.raises(ValueError, match="augmentation strength must be >= 0; got -1"):
         Augment.scaled("affine", -1)
+
+
+def test_stroke_width_against_brute_force():
+    """Each picture unchanged, or each pixel the largest of its 3 x 3 neighbourhood, or the smallest of the
+    2 x 2 block it starts (0 past the border), as the draws say."""
+    images = torch.rand(40, 2, 5, 6)
+    out = random_stroke_width(images, chance=0.6, generator=torch.Generator().manual_seed(3))
+    draws = torch.rand(40, generator=torch.Generator().manual_seed(3))
+    assert {"thicker", "thinner", "same"} == {"thicker" if d < 0.3 else "thinner" if d < 0.6 else "same" for d in draws}
+    for b, draw in enumerate(draws):
+        for c in range(2):
+            for y in range(5):
+                for x in range(6):
+                    if draw < 0.3:
+                        expected = images[b, c, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].max()
+                    elif draw < 0.6:
+                        expected = images[b, c, y : y + 2, x : x + 2].min() if y < 4 and x < 5 else torch.tensor(0.0)
+                    else:
+                        expected = images[b, c, y, x]
+                    assert out[b, c, y, x] == expected, (b, c, y, x)
+    assert torch.equal(random_stroke_width(images, chance=0.0, generator=torch.Generator()), images)
+    with pytest.raises(ValueError, match=r"stroke-width change must be in \[0, 1\]; got 1.5"):
+        Augment.scaled("affine", 1.0, stroke=1.5)
+
+
+def test_elastic_distortion_against_brute_force():
+    """The same draws at control points every 4 pixels, scaled to the largest move, interpolated by hand,
+    and each pixel sampled by hand (bilinear, zeros outside) where its move takes it."""
+    H, W, pixels = 9, 6, 1.5
+    images = torch.rand(2, 1, H, W, dtype=torch.float64)
+    out = elastic(images, pixels=pixels, generator=torch.Generator().manual_seed(4))
+    rows, cols = 3, 3  # control points at 0, 4, 8 of 9 rows and 0, 2.5, 5 of 6 columns
+    draws = torch.rand(2, 2, rows, cols, generator=torch.Generator().manual_seed(4)).double() * 2 - 1
+
+    def at(grid, y, x):  # zero outside
+        return grid[y][x] if 0 <= y < len(grid) and 0 <= x < len(grid[0]) else 0.0
+
+    def bilinear(grid, y, x):
+        y0, x0 = math.floor(y), math.floor(x)
+        fy, fx = y - y0, x - x0
+        return (
+            at(grid, y0, x0) * (1 - fx) * (1 - fy) + at(grid, y0, x0 + 1) * fx * (1 - fy)
+            + at(grid, y0 + 1, x0) * (1 - fx) * fy + at(grid, y0 + 1, x0 + 1) * fx * fy
+        )  # fmt: skip
+
+    for b in range(2):
+        moves = (draws[b] * pixels / draws[b].abs().max()).tolist()  # [axis][row][col]
+        picture = images[b, 0].tolist()
+        for y in range(H):
+            for x in range(W):
+                cy, cx = y * (rows - 1) / (H - 1), x * (cols - 1) / (W - 1)  # in control-point units
+                dx, dy = bilinear(moves[0], cy, cx), bilinear(moves[1], cy, cx)
+                assert abs(dx) <= pixels + 1e-12 and abs(dy) <= pixels + 1e-12
+                assert out[b, 0, y, x].item() == pytest.approx(bilinear(picture, y + dy, x + dx), abs=1e-9), (b, y, x)
+    still = elastic(images, pixels=0.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(still, images)
+    with pytest.raises(ValueError, match="largest move must be >= 0 pixels; got -1"):
+        Augment.scaled("affine", 1.0, elastic=-1)
+
+
+def test_affine_and_elastic_resample_once_through_one_grid():
+    """Augment adds the elastic field to the affine grid: the same as random_affine when the field is 0."""
+    images = torch.rand(6, 1, 28, 28)
+    plain = random_affine(
+        images, degrees=5, translate=0.05, scale=(0.95, 1.05), generator=torch.Generator().manual_seed(2)
+    )
+    both = Augment.scaled("affine", 0.5, elastic=1e-9)(images, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(both, plain, atol=1e-5, rtol=0)
+    bent = Augment.scaled("affine", 0.5, elastic=2.0)(images, torch.Generator().manual_seed(2))
+    assert (bent - plain).abs().mean() > 0.01
+
+
+def test_the_augmentation_thickens_strokes_when_asked():
+    """Through Augment: with stroke 1 every picture changes width, half of them thicker (more ink)."""
+    images = torch.zeros(200, 1, 12, 12)
+    images[:, :, 3:9, 5:7] = 1.0  # a bar 2 pixels wide
+    out = Augment.scaled("none", 1.0, stroke=1.0)(images, torch.Generator().manual_seed(0))
+    ink = out.sum((1, 2, 3))
+    assert set(ink.tolist()) == {32.0, 5.0}  # a 4 x 8 block, or a 1 x 5 line
+    assert 70 < int((ink == 32).sum()) < 130
 
 
 def test_batches_cover_every_image_once():

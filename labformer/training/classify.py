@@ -110,7 +110,7 @@ class EpochBatches:
         kind = config.augment
         if kind == "auto":
             kind = "affine" if data.name == "mnist" else "crop_flip"
-        self.augment = Augment.scaled(kind, config.augment_strength)
+        self.augment = Augment.scaled(kind, config.augment_strength, config.augment_stroke, config.augment_elastic)
         self.data, self.config, self.device, self.epoch = data, config, device, epoch
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)

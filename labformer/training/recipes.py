@@ -45,6 +45,13 @@ class ClassifyConfig(JsonConfig):
     augment_strength: float = setting(
         1.0, "scales the augmentation's ranges (affine: 10 degrees, 10 % shift, 10 % zoom at 1; crop: 4 pixels)"
     )
+    augment_stroke: float = setting(
+        0.0, "chance that a training picture's strokes are made a pixel thicker or thinner (half each), "
+        "for digits that are not MNIST's pen width",
+    )  # fmt: skip
+    augment_elastic: float = setting(
+        0.0, "elastic distortion of training pictures: a smooth random field's largest move, in pixels (0 = off)"
+    )
     tta_shift: int = setting(
         0, "test-time augmentation: the test images are also scored moved this many pixels right, left, down "
         "and up, and the five predictions' probabilities averaged (0 = off; validation is never augmented)",
@@ -72,12 +79,15 @@ class ClassifyConfig(JsonConfig):
             raise ValueError(f"val_size must be a count or a fraction >= 0; got {self.val_size}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant'; got {self.schedule!r}")
+        if not 0 <= self.augment_stroke <= 1:
+            raise ValueError(f"augment_stroke is a chance, in [0, 1]; got {self.augment_stroke}")
         require_non_negative(
             warmup_epochs=self.warmup_epochs,
             grad_clip=self.grad_clip,
             weight_decay=self.weight_decay,
             checkpoint_every=self.checkpoint_every,
             augment_strength=self.augment_strength,
+            augment_elastic=self.augment_elastic,
             tta_shift=self.tta_shift,
         )
 
