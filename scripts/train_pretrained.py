@@ -9,7 +9,7 @@ script then scores the stored weights — test accuracy of the ViT, validation l
 batches, and the whole split) — and
 records those numbers in each ``metrics.json`` under "shipped".
 
-Run: ``python scripts/train_pretrained.py [--work DIR]``.
+Run: ``python scripts/train_pretrained.py [--work DIR] [--only digits|text]``.
 """
 
 from __future__ import annotations
@@ -71,14 +71,22 @@ def score_text(target: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="where the training runs go (default: a temporary directory)")
+    parser.add_argument("--only", choices=("digits", "text"), help="rebuild only this model")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="labformer-pretrained-"))
-    train(["vit", "--preset", "fast"], work / "digits")
-    train(["gpt", "--preset", "cpu"], work / "text")
-    for name, files, score in (
-        ("digits", (runs.CONFIG, runs.METRICS, runs.HISTORY), score_digits),
-        ("text", (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.VOCAB, runs.SAMPLE), score_text),
-    ):
+    models = (
+        ("digits", ["vit", "--preset", "fast"], (runs.CONFIG, runs.METRICS, runs.HISTORY), score_digits),
+        (
+            "text",
+            ["gpt", "--preset", "cpu"],
+            (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.VOCAB, runs.SAMPLE),
+            score_text,
+        ),
+    )
+    models = tuple(m for m in models if args.only in (None, m[0]))
+    for name, command, _, _ in models:
+        train(command, work / name)
+    for name, _, files, score in models:
         target = PRETRAINED / name
         ship(work / name, target, files)
         metrics = io.read_json(target / runs.METRICS, "metrics")
