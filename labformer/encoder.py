@@ -45,9 +45,11 @@ def _small_activation(activation: Callable[[Tensor], Tensor], x: Tensor) -> Tens
     For a float32 GELU torch calls oneDNN, whose set-up costs about 10 µs a call at any size: in a
     decoding step of the lab's GPT that was a tenth of the time. For small tensors this switches oneDNN
     off for the one call, so ATen's vectorised kernel runs (the switch is torch's process-wide flag,
-    restored at once). Both compute the exact (erf) GELU; they differ by an ulp or so.
+    restored at once). Both compute the exact (erf) GELU; they differ by an ulp or so. Traced (compile,
+    ONNX export) it is plain ``activation(x)``: a graph keeps no flag and no size test.
     """
-    if activation is not F.gelu or x.numel() > _SMALL_GELU or not torch.backends.mkldnn.enabled:
+    traced = torch.compiler.is_compiling() or not isinstance(x.numel(), int)  # compile, export: symbolic sizes
+    if activation is not F.gelu or traced or x.numel() > _SMALL_GELU or not torch.backends.mkldnn.enabled:
         return activation(x)
     torch.backends.mkldnn.enabled = False
     try:
