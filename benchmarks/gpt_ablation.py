@@ -88,7 +88,8 @@ def main() -> None:
             ]
         )
     print(f"\nGPT preset cpu, leave-one-out; seeds {seeds}; {args.jobs} run(s) at a time, {args.threads} thread(s)")
-    print(f"{machine_line()}; {time.perf_counter() - started:.0f} s in all\n")
+    machine = machine_line().rsplit(", ", 1)[0]  # the runs' threads are in the line above, not this process's
+    print(f"{machine}; {time.perf_counter() - started:.0f} s in all\n")
     print_table(["variant", "whole-split val loss, mean (min–max)", "by seed", "run's val loss", "steps"], rows)
 
 

@@ -96,11 +96,11 @@ def _elastic_field(images: Tensor, pixels: float, generator: torch.Generator, sp
 def _linear_weights(n: int, points: int, like: Tensor) -> Tensor:
     """(n, points): linear interpolation from ``points`` evenly spaced values, the ends on the first and
     last of ``n`` pixels (a matrix product is much cheaper here than ``F.interpolate`` on a CPU)."""
-    position = torch.arange(n, device=like.device, dtype=like.dtype) * ((points - 1) / max(n - 1, 1))
-    left = position.floor().clamp(max=points - 2).long() if points > 1 else position.long()
     weights = torch.zeros(n, points, device=like.device, dtype=like.dtype)
-    if points == 1:
+    if points == 1:  # one value for every pixel
         return weights + 1
+    position = torch.arange(n, device=like.device, dtype=like.dtype) * ((points - 1) / max(n - 1, 1))
+    left = position.floor().clamp(max=points - 2).long()
     fraction = position - left
     weights[torch.arange(n), left] = 1 - fraction
     weights[torch.arange(n), left + 1] = fraction
