@@ -190,6 +190,17 @@ def time_to_accuracy_rows(name: str, build, data, config: ClassifyConfig, budget
     return rows
 
 
+def _setting(config: ClassifyConfig, text: str) -> tuple[str, object]:
+    """SETTING=VALUE (e.g. batch_size=64) -> (setting, value typed as the config's current value)."""
+    key, _, value = text.partition("=")
+    if key not in {field.name for field in dataclasses.fields(config)} or not value:
+        raise SystemExit(f"--short-set takes SETTING=VALUE with a training setting; got {text!r}")
+    current = getattr(config, key)
+    if isinstance(current, bool):
+        return key, value.lower() in ("1", "true", "yes")
+    return key, value if current is None else type(current)(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=420.0, help="max training seconds per run (default 420)")
@@ -200,6 +211,10 @@ def main() -> None:
         "--short-fast", type=int, metavar="EPOCHS",
         help="also train the fast preset with its schedule sized to this many epochs (3: the shortest that reaches "
         "98 %%, so the time to 98 %% of a run built for it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--short-set", action="append", default=[], metavar="SETTING=VALUE",
+        help="a training setting of that run (repeatable), e.g. augment_stroke=0 batch_size=64",
     )  # fmt: skip
     args = parser.parse_args()
     if args.latency_only:
@@ -222,8 +237,10 @@ def main() -> None:
     candidates.append(("reference vit-pytorch", reference_vit, lab_train))
     if args.short_fast:
         fast_model, fast_train = vit_configs("fast", "mnist", {}, {})
-        short_train = dataclasses.replace(fast_train, epochs=args.short_fast)
-        candidates.insert(1, (f"fast, --epochs {args.short_fast}", lambda c=fast_model: ViT(c), short_train))
+        changes = dict(_setting(fast_train, text) for text in args.short_set)
+        short_train = dataclasses.replace(fast_train, epochs=args.short_fast, **changes)
+        flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in changes.items())
+        candidates.insert(1, (f"fast, --epochs {args.short_fast}{flags}", lambda c=fast_model: ViT(c), short_train))
     for name, build, train_config in candidates:
         if name.startswith("fast, --epochs"):  # the fast preset's model: its throughput is the row above
             if not args.skip_training:

@@ -443,3 +443,19 @@ def test_recording_takes_a_float_mask_of_another_dtype_like_the_plain_call():
             recorded = mha(x, mask=mask)
     torch.testing.assert_close(recorded, plain)
     assert maps[0].dtype == torch.float32 and maps[0].shape == (2, 4, 5, 5)
+
+
+def test_split_heads_backward_equals_the_plain_views():
+    """The fused projections' split writes the three gradients back with one copy; the same numbers as
+    autograd through view/permute/unbind, with an unused part getting zeros."""
+    from labformer.attention.multi_head import _split_heads
+
+    qkv = torch.randn(2, 5, 3 * 8, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: _split_heads(t, 2), (qkv,))
+    weights = [torch.randn(2, 2, 5, 4, dtype=torch.float64) for _ in range(3)]
+    for used in ((0, 1, 2), (0, 2)):
+        ours = torch.autograd.grad(sum((_split_heads(qkv, 2)[i] * weights[i]).sum() for i in used), qkv)[0]
+        plain = qkv.view(2, 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+        expected = torch.autograd.grad(sum((plain[i] * weights[i]).sum() for i in used), qkv)[0]
+        assert torch.equal(ours, expected)
+        assert ours.is_contiguous()
