@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labformer.attention import KVCache, MultiHeadAttention
-from labformer.attention.cache import step_linear
 from labformer.config import require_positive_ints
 
 __all__ = ["Encoder", "EncoderLayer", "FeedForward", "feed_forward_precision"]
@@ -192,20 +191,16 @@ class EncoderLayer(_Layer):
         attend = self.self_attn.fast
         if self.norm_first:
             x = x + attend(_layer_norm(self.norm1, x), cache, rope)
-            return x + self._ff_step(_layer_norm(self.norm2, x), cache)
+            return x + self._ff_step(_layer_norm(self.norm2, x))
         x = _layer_norm(self.norm1, x + attend(x, cache, rope))
-        return _layer_norm(self.norm2, x + self._ff_step(x, cache))
+        return _layer_norm(self.norm2, x + self._ff_step(x))
 
-    def _ff_step(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        """The feed-forward branch in evaluation (no dropout), with the weights called directly; in a
-        decoding step (``cache`` given) laid out (in, out), see :meth:`KVCache.transposed`."""
+    def _ff_step(self, x: Tensor) -> Tensor:
+        """The feed-forward branch in evaluation (no dropout), with the weights called directly."""
         if self.ff_dtype is not None:  # the reference, in the chosen precision
             return self._ff_block(x)
-        up, down = self.linear1, self.linear2
-        if cache is None:
-            return F.linear(_small_activation(self.activation, F.linear(x, up.weight, up.bias)), down.weight, down.bias)
-        hidden = _small_activation(self.activation, step_linear(x, cache.transposed(up.weight), up.bias))
-        return step_linear(hidden, cache.transposed(down.weight), down.bias)
+        hidden = _small_activation(self.activation, F.linear(x, self.linear1.weight, self.linear1.bias))
+        return F.linear(hidden, self.linear2.weight, self.linear2.bias)
 
 
 def feed_forward_precision(module: nn.Module, dtype: torch.dtype | None) -> None:

@@ -1,34 +1,11 @@
-"""What incremental decoding keeps between steps: a self-attention layer's key/value cache (and its causal
-mask), and the transposed weight copies of :func:`step_linear`."""
+"""The key/value cache of a self-attention layer for incremental decoding, and its causal mask."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["KVCache", "step_linear", "transposed"]
-
-_TRANSPOSED = "_labformer_transposed"  # the attribute of a weight that holds its (in, out) copy
-
-
-def transposed(weight: Tensor) -> Tensor:
-    """A contiguous (in, out) copy of an (out, in) weight, kept on the weight and made again only when the
-    weight has been replaced or changed in place (its version counter): training between generations is
-    seen, and a cache refilled every ``block_size // 2`` tokens does not copy the weights again."""
-    key = (weight.data_ptr(), weight._version)
-    held = getattr(weight, _TRANSPOSED, None)
-    if held is None or held[0] != key:
-        held = (key, weight.detach().t().contiguous())
-        setattr(weight, _TRANSPOSED, held)
-    return held[1]
-
-
-def step_linear(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.linear(x, weight, bias)`` for the new token of a decoding step, given ``weight_t``, the weight
-    laid out (in, out) (:meth:`KVCache.transposed`): x (B, 1, in) -> (B, 1, out)."""
-    rows = x.reshape(-1, x.shape[-1])
-    out = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
-    return out.view(*x.shape[:-1], out.shape[-1])
+__all__ = ["KVCache"]
 
 
 class KVCache:
@@ -56,7 +33,6 @@ class KVCache:
         self._v: Tensor | None = None
         self._length = 0  # positions held
         self.seen = 0  # positions written in all: the next token's position
-        self._weights: dict[int, Tensor] = {}  # id(weight) -> its (in, out) copy, see transposed()
 
     @property
     def k(self) -> Tensor | None:
@@ -68,22 +44,6 @@ class KVCache:
 
     def __len__(self) -> int:
         return self._length
-
-    def transposed(self, weight: Tensor) -> Tensor:
-        """The layer's ``weight`` (out, in) laid out (in, out) for :func:`step_linear`, looked up once per
-        cache (then a dictionary read a step).
-
-        A batch-1 decoding step is a chain of matrix-vector products, each reading its whole weight. On a
-        CPU, torch's float32 product reads a weight laid out (in, out) faster than ``F.linear`` reads the
-        (out, in) parameter: the lab's GPT decodes about 1.2x faster (README, issue 13). On a GPU, or for
-        weights made in inference mode (no version counter), this is the weight's transposed view, which
-        ``step_linear`` multiplies as ``F.linear`` would.
-        """
-        held = self._weights.get(id(weight))
-        if held is None:
-            cpu = weight.device.type == "cpu" and not weight.is_inference()
-            held = self._weights[id(weight)] = transposed(weight) if cpu else weight.t()
-        return held
 
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Appends new (B, H, T, hd) keys and values; returns all held, (B, H, S + T, hd) (a sliding cache:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labformer.attention.cache import KVCache, step_linear
+from labformer.attention.cache import KVCache
 from labformer.attention.functional import (
     _check_mask_dtype,
     _reference_attention,
@@ -246,19 +246,13 @@ class MultiHeadAttention(nn.Module):
         compare the two).
         """
         B, T, D = x.shape
-        if cache is None:
-            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
-        else:  # a decoding step: weights laid out (in, out), see KVCache.transposed
-            qkv = step_linear(x, cache.transposed(self.in_proj_weight), self.in_proj_bias)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
         q, k, v = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 × (B, H, T, hd)
         q, k = self._position_and_norm(q, k, rope)
         if cache is not None:
             k, v = cache.extend(k, v)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
-        out = out.transpose(1, 2).reshape(B, T, D)
-        if cache is None:
-            return F.linear(out, self.out_proj.weight, self.out_proj.bias)
-        return step_linear(out, cache.transposed(self.out_proj.weight), self.out_proj.bias)
+        return F.linear(out.transpose(1, 2).reshape(B, T, D), self.out_proj.weight, self.out_proj.bias)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
         """Attention on projected heads (B, H, T, hd) -> merged heads (B, T, D)."""
