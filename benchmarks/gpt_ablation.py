@@ -35,6 +35,7 @@ VARIANTS: dict[str, list[str]] = {
     "no-zero-init": ["--no-zero-init"],  # output projections start N(0, 0.02)
     "tied": ["--tie-weights"],  # the head shares the embedding matrix
     "qk-norm": ["--qk-norm"],  # RMS-normalised queries and keys
+    "lab-init-tied": ["--no-zero-init", "--tie-weights"],  # both of the lab's: N(0, 0.02) and a tied head
 }
 
 
