@@ -198,7 +198,10 @@ def _setting(config: ClassifyConfig, text: str) -> tuple[str, object]:
     current = getattr(config, key)
     if isinstance(current, bool):
         return key, value.lower() in ("1", "true", "yes")
-    return key, value if current is None else type(current)(value)
+    try:
+        return key, value if current is None else type(current)(value)
+    except ValueError:
+        raise SystemExit(f"--short-set {key}: expected a value of type {type(current).__name__}; got {value!r}") from None
 
 
 def main() -> None:
@@ -217,9 +220,11 @@ def main() -> None:
         help="a training setting of that run (repeatable), e.g. augment_stroke=0 batch_size=64",
     )  # fmt: skip
     args = parser.parse_args()
+    fast_model, fast_train = vit_configs("fast", "mnist", {}, {})
+    changes = dict(_setting(fast_train, text) for text in args.short_set)  # bad settings fail before any work
     if args.latency_only:
         torch.manual_seed(0)
-        model = ViT(vit_configs("fast", "mnist", {}, {})[0])
+        model = ViT(fast_model)
         rows = latency_table(model)
         print(f"\n{machine_line()}; fast preset, batch 1, float32\n")
         print_table(["path", "latency ms (b=1)", "≤ 0.5 ms"], rows)
@@ -236,8 +241,6 @@ def main() -> None:
     lab_train = vit_configs("lab", "mnist", {}, {})[1]
     candidates.append(("reference vit-pytorch", reference_vit, lab_train))
     if args.short_fast:
-        fast_model, fast_train = vit_configs("fast", "mnist", {}, {})
-        changes = dict(_setting(fast_train, text) for text in args.short_set)
         short_train = dataclasses.replace(fast_train, epochs=args.short_fast, **changes)
         flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in changes.items())
         candidates.insert(1, (f"fast, --epochs {args.short_fast}{flags}", lambda c=fast_model: ViT(c), short_train))
