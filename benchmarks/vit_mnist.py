@@ -201,7 +201,8 @@ def _setting(config: ClassifyConfig, text: str) -> tuple[str, object]:
     try:
         return key, value if current is None else type(current)(value)
     except ValueError:
-        raise SystemExit(f"--short-set {key}: expected a value of type {type(current).__name__}; got {value!r}") from None
+        expected = type(current).__name__
+        raise SystemExit(f"--short-set {key}: expected a value of type {expected}; got {value!r}") from None
 
 
 def main() -> None:
