@@ -1,15 +1,15 @@
 """Leave-one-out ablation of the GPT's `cpu` preset over several seeds.
 
-Each variant is the preset with one of its changes undone (or one more added), trained by
-`labformer train gpt` for the preset's steps with each seed. The preset counts steps, so a run gives the
-same model however fast the machine is (float sums in another order with another number of threads): runs
-may go side by side (``--jobs``, ``--threads`` each), and their wall times say nothing. Training time
-alone, with 2 threads, is in the README's seed table.
+Each variant is the preset with one of its changes undone, or one more added (QK-norm, or the two the
+ablation took out), trained by `labformer train gpt` for the preset's steps with each seed. The preset
+counts steps, so a run gives the same model however fast the machine is (float sums in another order
+with another number of threads): runs may go side by side (``--jobs``, ``--threads`` each), and their
+wall times say nothing. Training time alone, with 2 threads, is in the README's seed table.
 
 Prints, per variant, the validation loss on the whole split (`labformer evaluate`'s measure, printed by
 the run) and the run's own random-batch measure: mean and spread (min–max) over the seeds.
 
-    python benchmarks/gpt_ablation.py --seeds 0,1,2 --jobs 2 --variants preset,learned,gelu,adamw,no-zero-init
+    python benchmarks/gpt_ablation.py --seeds 0,1,2 --jobs 2 --variants preset,learned,gelu,adamw,zero-init
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ VARIANTS: dict[str, list[str]] = {
     "learned": ["--position", "learned"],  # the lab's learned positions instead of rotary ones
     "gelu": ["--activation", "gelu"],  # the lab's GELU instead of ReLU²
     "adamw": ["--optimizer", "adamw", "--weight-decay", "0.1"],  # AdamW everywhere (its earlier decay)
-    "no-zero-init": ["--no-zero-init"],  # output projections start N(0, 0.02)
-    "tied": ["--tie-weights"],  # the head shares the embedding matrix
+    "zero-init": ["--zero-init"],  # output projections start at zero instead of N(0, 0.02)
+    "untied": ["--no-tie-weights"],  # the head gets its own matrix instead of the token embedding's
     "qk-norm": ["--qk-norm"],  # RMS-normalised queries and keys
-    "lab-init-tied": ["--no-zero-init", "--tie-weights"],  # both of the lab's: N(0, 0.02) and a tied head
+    "zero-init-untied": ["--zero-init", "--no-tie-weights"],  # both: the preset before the ablation
 }
 
 

@@ -64,8 +64,9 @@ def test_help_shows_defaults_and_presets(capsys):
     with pytest.raises(SystemExit):
         main(["train", "gpt", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    tied = "the head shares the token embedding matrix (default True; preset cpu False)"
-    assert f"--tie-weights, --no-tie-weights {tied}" in text
+    rope = "rope = rotary, on queries and keys (beyond the lab) (default learned; preset cpu rope)"
+    assert f"--position {{learned,sincos,rope}} position encoding of the tokens; {rope}" in text
+    assert "--tie-weights, --no-tie-weights the head shares the token embedding matrix (default True) " in text
     assert "--iters ITERS optimisation steps (default 3000; preset cpu 1800, lab 5000)" in text
 
 
