@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=50, help="pen and font pictures per digit (default 50)")
     parser.add_argument("--cnn", action="store_true", help="also train the small CNN reference (about a minute)")
     parser.add_argument(
-        "--cnn-seeds", default="0", metavar="S,S,...", help="with --cnn: train one CNN per seed (default 0)"
+        "--cnn-seeds", metavar="S,S,...", help="with --cnn: train one CNN per seed (default 0)"
     )
     parser.add_argument("--keep", help="write the pictures here and keep them")
     parser.add_argument(
@@ -124,8 +124,10 @@ def main() -> None:
         help="also score every model as `labformer predict --tta-shift N` does (each picture moved N pixels 4 ways)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.cnn_seeds is not None and not args.cnn:
+        parser.error("--cnn-seeds needs --cnn")
     try:
-        cnn_seeds = [int(seed) for seed in args.cnn_seeds.split(",")]
+        cnn_seeds = [int(seed) for seed in (args.cnn_seeds or "0").split(",")]
     except ValueError:
         parser.error(f"--cnn-seeds must be comma-separated integers, e.g. 0,1,2; got {args.cnn_seeds!r}")
     print(machine_line())
