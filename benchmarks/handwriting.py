@@ -115,9 +115,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", help="ViT run directories (default: the shipped digits model)")
     parser.add_argument("--per-class", type=int, default=50, help="pen and font pictures per digit (default 50)")
     parser.add_argument("--cnn", action="store_true", help="also train the small CNN reference (about a minute)")
-    parser.add_argument(
-        "--cnn-seeds", metavar="S,S,...", help="with --cnn: train one CNN per seed (default 0)"
-    )
+    parser.add_argument("--cnn-seeds", metavar="S,S,...", help="with --cnn: train one CNN per seed (default 0)")
     parser.add_argument("--keep", help="write the pictures here and keep them")
     parser.add_argument(
         "--tta-shift", type=int, default=0, metavar="N",
