@@ -126,8 +126,9 @@ def time_to_accuracy(build, data, config: ClassifyConfig, budget: float) -> dict
 
 
 def latency_table(model: nn.Module) -> list[list[str]]:
-    """Batch-1 prediction latency of ``model`` (eval): eager under no_grad and inference_mode,
-    torch.compile, and ONNX Runtime with 1 intra-op thread and with its default; medians of 300 calls."""
+    """Batch-1 prediction latency of ``model`` (eval): eager under no_grad and inference_mode (with the
+    run's threads and with one), torch.compile, and ONNX Runtime with 1 intra-op thread and with its
+    default; medians of 300 calls."""
     import tempfile as files
 
     model.eval()
@@ -143,6 +144,12 @@ def latency_table(model: nn.Module) -> list[list[str]]:
         timed("eager, torch.no_grad", lambda: model(one))
     with torch.inference_mode():
         timed("eager, torch.inference_mode (labformer predict)", lambda: model(one))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # batch 1 is too small to share: a second thread costs its wake-ups
+        try:
+            timed("eager, torch.inference_mode, 1 torch thread", lambda: model(one))
+        finally:
+            torch.set_num_threads(threads)
         try:
             compiled = torch.compile(model)
             compiled(one)
