@@ -50,7 +50,9 @@ def matmul_flops(size: int = 2048) -> float:
     return 2 * size**3 / seconds
 
 
-def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def _cpu_attention_flops(
+    query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size, *args: object, **kwargs: object
+) -> int:
     """FLOPs of torch's fused CPU attention (B, H, T, d): the two products, as torch counts its CUDA kernels'."""
     B, H, T, d = query_shape
     return 2 * B * H * T * key_shape[-2] * (d + value_shape[-1])
