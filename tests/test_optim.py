@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labformer.models.vit import ViT, ViTConfig
+from labformer.training.muon import Muon
 from labformer.training.optim import NO_DECAY_NAMES, Schedule, build_optimizer, learning_rate
 
 
@@ -71,7 +72,8 @@ def test_muon_takes_the_encoder_matrices_and_its_chained_state_round_trips():
     model = GPT(GPTConfig(vocab_size=11, block_size=8, dim=16, depth=2, num_heads=2, mlp_dim=32))
     chained = build_optimizer(model, 1e-3, 0.1, kind="muon")
     muon, adamw = chained.optimizers
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert muon.precision == "float32"
     hidden = {id(p) for p in muon.param_groups[0]["params"]}
     assert hidden == {id(p) for n, p in model.named_parameters() if n.startswith("encoder.layers") and p.dim() == 2}
     x = torch.randint(0, 11, (2, 8))

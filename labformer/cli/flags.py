@@ -11,8 +11,8 @@ from typing import Any
 __all__ = ["RUNTIME", "add_config_flags", "picked"]
 
 # The settings a resumed run may take from its new invocation (everything else comes from config.json);
-# "--amp auto" (the default) keeps the saved precision.
-RUNTIME = ("device", "amp", "compile", "checkpoint_every")
+# "--amp auto" and "--muon-precision auto" (the defaults) keep the saved precisions.
+RUNTIME = ("device", "amp", "muon_precision", "compile", "checkpoint_every")
 
 
 def add_config_flags(

@@ -44,27 +44,37 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict) -> dict:
 
 
 RUNTIME_FIELDS = ("device", "compile", "checkpoint_every")  # may change when a run is resumed
+# Precisions, saved resolved; the value a run saved before the field existed: autocast was decided on
+# resume ("auto"), Muon ran torch.optim.Muon's bfloat16.
+PRECISION_FIELDS = {"amp": "auto", "muon_precision": "bf16"}
 
 
 def read_resumable_run(run_dir: Path, kind: str, runtime: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The saved ``config.json`` of a ``kind`` run, and its training settings with this invocation's
     run-time switches (device, compile, checkpoint_every) taken from ``runtime``.
 
-    The precision is the saved one (resolved when the run started), so a resumed run computes what the
-    uninterrupted run would have; ``runtime.amp`` may be "auto" or that same value, anything else is refused.
+    The precisions are the saved ones (resolved when the run started), so a resumed run computes what the
+    uninterrupted run would have; ``runtime.amp`` (and ``runtime.muon_precision``) may be "auto" or that
+    same value, anything else is refused.
     """
     saved = read_run_config(run_dir)
     if saved["kind"] != kind:
         raise ValueError(f"{run_dir} holds a {saved['kind']} run; `train {kind} --resume` needs a {kind} run")
     settings = {**saved["train"], **{name: getattr(runtime, name) for name in RUNTIME_FIELDS}}
-    asked, trained = getattr(runtime, "amp", "auto"), settings.get("amp", "auto")
-    if trained == "auto":  # written before the precision was saved resolved: decide it now
-        settings["amp"] = asked
-    elif asked not in ("auto", trained):
-        raise ValueError(
-            f"{run_dir} was trained with --amp {trained}; a resumed run continues in that precision "
-            f"(drop --amp, or pass --amp {trained}); got --amp {asked}"
-        )
+    for name, unsaved in PRECISION_FIELDS.items():
+        if not hasattr(runtime, name):
+            continue
+        asked, trained = getattr(runtime, name), settings.get(name, unsaved)
+        flag = "--" + name.replace("_", "-")
+        if trained == "auto":  # written before the precision was saved resolved: decide it now
+            settings[name] = asked
+        elif asked not in ("auto", trained):
+            raise ValueError(
+                f"{run_dir} was trained with {flag} {trained}; a resumed run continues in that precision "
+                f"(drop {flag}, or pass {flag} {trained}); got {flag} {asked}"
+            )
+        else:
+            settings[name] = trained
     return saved, settings
 
 

@@ -146,6 +146,7 @@ class LanguageTask:
             "iters": progress.step,
             "train_seconds": seconds,
             "tokens_per_second": tokens_per_step * progress.step / seconds if seconds else 0.0,
+            **({"muon_precision": self.config.muon_precision} if self.config.optimizer == "muon" else {}),
         }
 
     def summary(self, metrics: dict[str, Any]) -> str:
@@ -186,7 +187,10 @@ def train_language_model(
             torch.manual_seed(config.seed)
             task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
             betas = (0.9, 0.99)
-            optimizer = build_optimizer(task.model, config.lr, config.weight_decay, betas, kind=config.optimizer)
+            optimizer = build_optimizer(
+                task.model, config.lr, config.weight_decay, betas, kind=config.optimizer,
+                muon_precision=config.muon_precision,
+            )  # fmt: skip
             schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
             trainer = Trainer.for_config(
                 task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,

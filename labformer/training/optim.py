@@ -11,6 +11,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from labformer.training.muon import Muon
+
 __all__ = ["ChainedOptimizer", "Schedule", "build_optimizer", "learning_rate"]
 
 # Parameters that never decay: anything 1-D (biases, norms) and these embeddings.
@@ -23,13 +25,16 @@ def build_optimizer(
     weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.999),
     kind: Literal["adamw", "muon"] = "adamw",
+    muon_precision: Literal["float32", "bf16"] = "float32",
 ) -> torch.optim.Optimizer | ChainedOptimizer:
     """AdamW with two groups: weight matrices decay, biases / norms / position and class tokens do not.
 
-    ``kind="muon"`` (beyond the lab): the weight matrices of ``model.encoder`` go to ``torch.optim.Muon``
-    (momentum orthogonalised by Newton–Schulz iterations; Jordan et al. 2024), its update scaled to
-    AdamW's size (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025) so both follow one learning rate;
-    embeddings, the head, biases and norms stay with AdamW.
+    ``kind="muon"`` (beyond the lab): the weight matrices of ``model.encoder`` go to labformer's
+    :class:`~labformer.training.muon.Muon` (torch.optim.Muon's algorithm: momentum orthogonalised by
+    Newton–Schulz iterations, Jordan et al. 2024), its update scaled to AdamW's size
+    (``adjust_lr_fn="match_rms_adamw"``, Liu et al. 2025) so both follow one learning rate; embeddings,
+    the head, biases and norms stay with AdamW. ``muon_precision`` is the orthogonalisation's dtype,
+    resolved by :func:`labformer.training.runtime.resolve_muon_precision` (float32 on a CPU).
     """
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
@@ -53,7 +58,7 @@ def build_optimizer(
     adamw = torch.optim.AdamW(groups, lr=lr, betas=betas, **_implementation(decay + no_decay))
     if kind == "adamw":
         return adamw
-    muon = torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    muon = Muon(hidden, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw", precision=muon_precision)
     return ChainedOptimizer(muon, adamw)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from labformer.config import JsonConfig, require_non_negative, require_positive_ints, setting
 from labformer.models.gpt import GPTConfig
 from labformer.models.vit import ViTConfig
-from labformer.training.runtime import AMP_HELP
+from labformer.training.runtime import AMP_HELP, MUON_PRECISION_HELP
 
 __all__ = [
     "GPT_PRESETS", "VIT_PRESETS", "ClassifyConfig", "LanguageConfig", "classify_config", "gpt_configs", "vit_configs"
@@ -225,6 +225,7 @@ class LanguageConfig(JsonConfig):
     optimizer: Literal["adamw", "muon"] = setting(
         "adamw", "muon = Muon for the layers' weight matrices, AdamW for the rest (beyond the lab)"
     )
+    muon_precision: Literal["auto", "float32", "bf16"] = setting("auto", MUON_PRECISION_HELP)
     grad_clip: float = setting(1.0, "max global gradient norm; 0 = off")
     eval_interval: int = setting(250, "steps between evaluations (and checkpoints)")
     eval_iters: int = setting(50, "batches per split in each evaluation")

@@ -19,12 +19,16 @@ __all__ = [
     "AMP_CHOICES",
     "AMP_HELP",
     "CpuInfo",
+    "MUON_PRECISION_CHOICES",
+    "MUON_PRECISION_HELP",
     "autocast",
     "cpu_info",
     "maybe_compile",
     "new_run_dir",
     "removed_if_empty_on_failure",
+    "muon_precision_choice",
     "resolve_amp",
+    "resolve_muon_precision",
 ]
 
 AMP_CHOICES = ("auto", "none", "bf16", "bf16-ff")  # "none" = float32
@@ -32,6 +36,11 @@ AMP_HELP = (
     "precision: none = float32, bf16 = bf16 autocast, bf16-ff = bf16 in the feed-forward blocks only (faster "
     "than float32 for the GPT on AMX CPUs), auto = bf16 on CUDA GPUs that support it and float32 on CPU; "
     "decided once and saved, so --resume continues in it"
+)
+MUON_PRECISION_CHOICES = ("auto", "float32", "bf16")
+MUON_PRECISION_HELP = (
+    "precision of Muon's Newton-Schulz orthogonalisation: auto = bf16 on CUDA GPUs, float32 on every CPU "
+    "(bf16 is emulated on CPUs without bf16 matrix units, 27-40x slower); decided once and saved"
 )
 
 
@@ -54,6 +63,12 @@ class CpuInfo:
     avx512: bool
     avx512_bf16: bool
     amx_bf16: bool
+
+    @property
+    def bf16_units(self) -> bool:
+        """Whether the CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX-BF16); elsewhere a
+        bf16 matrix product is emulated with float32 instructions and conversions."""
+        return self.avx512_bf16 or self.amx_bf16
 
     @property
     def features(self) -> str:
@@ -104,6 +119,34 @@ def resolve_amp(amp: str, device: torch.device) -> str:
             return "bf16" if supported else "none"
         return amp
     return "none" if amp == "auto" else amp
+
+
+def resolve_muon_precision(precision: str, device: torch.device) -> str:
+    """The dtype Muon orthogonalises in: "bf16" or "float32", decided from facts only (never timed).
+
+    "auto" is bf16 on CUDA (torch.optim.Muon's choice: tensor cores) and float32 on every CPU. Without
+    bfloat16 matrix units (AVX2 laptops) a bf16 Newton–Schulz of a (128, 512) matrix is 27–40× slower
+    than float32; with them (AMX-BF16) it is about as fast (0.85 against 1.0 ms), so bf16 gains nothing
+    end to end there either (``benchmarks/cpu_profiles.py``). An explicit "bf16" is taken as asked.
+    """
+    if precision not in MUON_PRECISION_CHOICES:
+        raise ValueError(f"muon_precision must be one of {list(MUON_PRECISION_CHOICES)}; got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" else "float32"
+
+
+def muon_precision_choice(device: torch.device, cpu: CpuInfo | None = None) -> tuple[str, str]:
+    """What ``--muon-precision auto`` resolves to on ``device``, and why (in words, from the CPU's facts)."""
+    precision = resolve_muon_precision("auto", device)
+    if device.type == "cuda":
+        return precision, "bf16 on CUDA GPUs, as torch.optim.Muon"
+    cpu = cpu or cpu_info()
+    if cpu.bf16_units:
+        why = "float32 on every CPU: this CPU has bf16 units, but bf16 orthogonalisation is no faster end to end"
+    else:
+        why = "float32 on every CPU: this CPU has no bf16 matrix units, so bf16 would be emulated (27-40x slower)"
+    return precision, why
 
 
 def maybe_compile(model: nn.Module, compile_model: bool, device: torch.device | None = None) -> nn.Module:

@@ -36,7 +36,14 @@ from labformer.training.distributed import Cluster
 from labformer.training.history import History
 from labformer.training.optim import Schedule
 from labformer.training.progress import RUNNING, Progress
-from labformer.training.runtime import autocast, maybe_compile, new_run_dir, removed_if_empty_on_failure, resolve_amp
+from labformer.training.runtime import (
+    autocast,
+    maybe_compile,
+    new_run_dir,
+    removed_if_empty_on_failure,
+    resolve_amp,
+    resolve_muon_precision,
+)  # fmt: skip
 from labformer.training.task import Task
 
 __all__ = ["Trainer", "open_run"]
@@ -53,8 +60,8 @@ def open_run(
     name: str,
 ) -> tuple[Path, dict[str, Any] | None, Any]:
     """The run directory (new, or ``resume``), the resumed run's saved config.json (None when new) and
-    the training config to use: the saved one when resuming, with the precision resolved once and shared
-    by every process."""
+    the training config to use: the saved one when resuming, with the precisions (autocast and, for
+    configs that have it, Muon's) resolved once and shared by every process."""
     if resume is not None:
         run_dir = Path(resume)
         saved, settings = read_resumable_run(run_dir, kind, config)
@@ -65,7 +72,10 @@ def open_run(
     with removed_if_empty_on_failure(run_dir):
         cluster.check_batch(config.batch_size)
         # Decided once from facts (never timed) and saved resolved: resumes and every process train alike.
-        return run_dir, saved, dataclasses.replace(config, amp=cluster.share(resolve_amp(config.amp, device)))
+        resolved = {"amp": resolve_amp(config.amp, device)}
+        if hasattr(config, "muon_precision"):
+            resolved["muon_precision"] = resolve_muon_precision(config.muon_precision, device)
+        return run_dir, saved, dataclasses.replace(config, **cluster.share(resolved))
 
 
 class Trainer:
