@@ -16,14 +16,11 @@ import statistics
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from timing import machine_line, median_seconds, print_table
 
 from labformer.attention import MultiHeadAttention
-from labformer.doctor import fast_vit_step, time_steps, training_step
+from labformer.doctor import default_gpt_step, fast_vit_step, time_steps
 from labformer.encoder import EncoderLayer
-from labformer.models.gpt import GPT, GPTConfig
-from labformer.training.language import preset_configs
 from labformer.training.runtime import resolve_amp
 
 
@@ -46,13 +43,7 @@ def matmul_sweep() -> list[list[str]]:
 def gpt_cpu_step() -> Callable[[str], float]:
     """The ``cpu`` preset's GPT (d = 128, 4 layers, block 128, rotary positions, ReLU²) on one random batch of
     32 windows (AdamW, as every step of this file)."""
-    model_values, config = preset_configs("cpu", {}, {})
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=65, **model_values))
-    tokens = torch.randint(0, 65, (config.batch_size, model.config.block_size + 1))
-    return training_step(
-        model, tokens[:, :-1], tokens[:, 1:], lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())
-    )
+    return default_gpt_step(torch.device("cpu"), optimizer="adamw")
 
 
 @contextlib.contextmanager

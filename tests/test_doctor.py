@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import labformer
+from labformer import doctor
 from labformer.cli import main
 from labformer.training.runtime import cpu_info
 
@@ -24,6 +25,38 @@ def test_doctor_reports_the_machine_and_both_precisions(capsys):
     assert report["amp_auto"] == "none" and "float32" in report["amp_auto_why"]
     steps = report["vit_fast_step"]
     assert set(steps) == {"none", "bf16"} and all(s["ms"] > 0 and s["steps"] >= 3 for s in steps.values())
+    assert report["cpu_bf16_units"] is cpu_info().bf16_units
+    assert report["muon_precision_auto"] == "float32" and "float32 on every CPU" in report["muon_precision_auto_why"]
+    gpt = report["gpt_default_step"]
+    assert gpt["muon_precision"] == "float32" and gpt["steps"] >= 3
+    assert 0 < gpt["optimizer_ms"] < gpt["ms"]  # the optimiser is a part of the step
+    assert gpt["tokens_per_second"] == pytest.approx(32 * 128 / (gpt["ms"] / 1000))
+    assert set(report["muon_optimizer_step_ms"]) == {"float32", "bf16"}
+    assert report["warnings"] == doctor.warnings(report)  # the sentences follow the numbers
+
+
+def report_with(vit: tuple[float, float], muon: tuple[float, float], muon_auto: str = "float32") -> dict:
+    return {
+        "device": "cuda:0" if muon_auto == "bf16" else "cpu",
+        "vit_fast_step": {"none": {"ms": vit[0]}, "bf16": {"ms": vit[1]}},
+        "amp_auto": "none",
+        "muon_optimizer_step_ms": {"float32": muon[0], "bf16": muon[1]},
+        "muon_precision_auto": muon_auto,
+    }
+
+
+def test_doctor_says_plainly_which_bf16_path_is_slow_here():
+    # The AVX2-only AMD EPYC: bf16 emulated (ViT step 7.7x, Newton-Schulz 27x slower).
+    slow = doctor.warnings(report_with((30.0, 231.0), (16.0, 432.0)))
+    assert slow == [
+        "bf16 autocast is slow on this CPU: a ViT step takes 7.7x its float32 time (--amp auto uses float32 here)",
+        "Muon in bf16 is slow on this CPU: its optimiser step takes 27.0x the float32 time "
+        "(--muon-precision auto uses float32 here)",
+    ]
+    assert doctor.warnings(report_with((30.0, 33.0), (16.0, 14.0))) == []  # bf16 units: nothing to say
+    gpu = doctor.warnings(report_with((30.0, 20.0), (16.0, 40.0), muon_auto="bf16"))
+    assert gpu == ["Muon in bf16 is slow on this GPU: its optimiser step takes 2.5x the float32 time "
+                   "(pass --muon-precision float32)"]  # fmt: skip
 
 
 def test_doctor_text(capsys):
@@ -31,7 +64,9 @@ def test_doctor_text(capsys):
     out = capsys.readouterr().out
     for label in ("CPU features", "threads", "CUDA", "ViT fast step, float32", "ViT fast step, bf16 autocast"):
         assert label in out
-    assert "bf16 speed-up here" in out and "--amp auto                    float32: on a CPU" in out
+    assert "bf16 speed-up here" in out and "--amp auto             " in out
+    for label in ("GPT default step", "Muon optimiser step", "--muon-precision auto", "float32: float32 on every CPU"):
+        assert label in out
 
 
 @pytest.mark.parametrize("seconds", ["0", "-1", "1000"])

@@ -53,7 +53,7 @@ def _doctor(args: argparse.Namespace) -> None:
     seconds = doctor.check_seconds(args.seconds)
     device = resolve_device(args.device)
     if not args.json:
-        print(f"measuring a ViT training step in float32 and bf16 for {seconds:g} s ...", file=sys.stderr)
+        print(f"measuring ViT and GPT training steps in float32 and bf16 for {seconds:g} s ...", file=sys.stderr)
     report = doctor.run(device, seconds)
     print(json.dumps(report, indent=2) if args.json else doctor.format_report(report))
 
