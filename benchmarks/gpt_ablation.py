@@ -10,11 +10,15 @@ Prints, per variant, the validation loss on the whole split (`labformer evaluate
 the run) and the run's own random-batch measure: mean and spread (min–max) over the seeds.
 
     python benchmarks/gpt_ablation.py --seeds 0,1,2 --jobs 2 --variants preset,learned,gelu,adamw,zero-init
+
+``--json FILE`` also writes every run's metrics with the machine, the CPU profile switches in force
+(``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``), the command and the date.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads of each run (default 1)")
     parser.add_argument("--root", default="runs/gpt-ablation", help="where the runs go; finished runs are reused")
     parser.add_argument("--flags", default="", help="more flags for every run, e.g. '--iters 20' to try it out")
+    parser.add_argument("--json", help="also write the runs' metrics, the machine and the command to this file")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
@@ -92,6 +97,19 @@ def main() -> None:
     machine = machine_line().rsplit(", ", 1)[0]  # the runs' threads are in the line above, not this process's
     print(f"{machine}; {time.perf_counter() - started:.0f} s in all\n")
     print_table(["variant", "whole-split val loss, mean (min–max)", "by seed", "run's val loss", "steps"], rows)
+    if args.json:
+        profile = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+        record = {
+            "command": "python benchmarks/gpt_ablation.py " + " ".join(sys.argv[1:]),
+            "date": datetime.date.today().isoformat(),
+            "machine": machine,
+            "profile": {name: os.environ[name] for name in profile if name in os.environ},
+            "jobs": args.jobs,
+            "threads": args.threads,
+            "runs": [{"variant": v, "seed": s, "metrics": results[v, s]} for v in variants for s in seeds],
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ column divides by, against a count by hand from the model's shape."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -44,3 +45,45 @@ def test_training_flops_count_the_fused_attention(vit_benchmark, backend):
     torch.manual_seed(0)
     counted = vit_benchmark.training_flops_per_image(ViT(config), torch.randn(4, 1, 28, 28))
     assert counted == 3 * forward_flops_by_hand(config)
+
+
+@pytest.fixture(scope="module")
+def profiles_benchmark():
+    spec = importlib.util.spec_from_file_location("cpu_profiles_benchmark", BENCHMARKS / "cpu_profiles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_avx2_profile_takes_effect_in_each_library(profiles_benchmark):
+    """ATen, oneDNN and MKL each report AVX2 under the profile's three switches (or the run would stop)."""
+    seen = profiles_benchmark.verify("avx2")
+    assert seen["aten"] == "AVX2" and seen["onednn"] == "Intel AVX2" and "AVX2" in seen["mkl"]
+
+
+def profile(gemm_gflops: float, vit_ms: float, gpt_ms: float) -> dict:
+    return {"gemm_f32": {"gflops": gemm_gflops}, "vit": {"step_ms": vit_ms}, "gpt": {"step_ms": gpt_ms}}
+
+
+def test_a_default_that_slows_down_more_than_float32_products_is_a_defect(profiles_benchmark):
+    native = profile(300.0, 30.0, 200.0)
+    # float32 products 1.5x slower; the ViT 1.8x (within 1.5 x 1.5), the GPT 4.5x (Muon in emulated bf16)
+    rows = profiles_benchmark.verdicts(native, profile(200.0, 54.0, 900.0))
+    found = [(r["step"], round(r["slowdown"], 2), r["defect"]) for r in rows]
+    assert found == [("vit", 1.8, False), ("gpt", 4.5, True)]
+    assert all(r["gemm_slowdown"] == pytest.approx(1.5) for r in rows)
+
+
+def test_the_readme_tables_are_the_json_results(profiles_benchmark):
+    """The README's block between the markers is exactly what the result files render: no hand-copied number."""
+    results = sorted(profiles_benchmark.RESULTS.glob("*.json"))
+    assert results, "benchmarks/results/cpu_profiles/ holds no result"
+    text = profiles_benchmark.README.read_text()
+    block = text.split(profiles_benchmark.BEGIN, 1)[1].split(profiles_benchmark.END, 1)[0]
+    rendered = "\n\n".join(profiles_benchmark.render(json.loads(p.read_text())) for p in results)
+    assert block == f"\n{rendered}\n"
+    for path in results:
+        result = json.loads(path.read_text())
+        assert result["cpu"] and result["cpu_features"] and result["command"].startswith("python benchmarks/")
+        assert set(result["profiles"]) == {"native", "avx2"}
+        assert result["profiles"]["avx2"]["verified"]["aten"] == "AVX2"

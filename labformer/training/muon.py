@@ -125,9 +125,7 @@ class Muon(torch.optim.Optimizer):
                 buffer = state["momentum_buffer"]
                 buffer.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-                update = orthogonalise(
-                    update, dtype, group["ns_steps"], tuple(group["ns_coefficients"]), group["eps"]
-                )
+                update = orthogonalise(update, dtype, group["ns_steps"], tuple(group["ns_coefficients"]), group["eps"])
                 parameter.mul_(1 - lr * decay)
                 parameter.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], parameter.shape))
         return loss
