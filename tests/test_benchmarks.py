@@ -62,7 +62,8 @@ def test_the_avx2_profile_takes_effect_in_each_library(profiles_benchmark):
 
 
 def profile(gemm_gflops: float, vit_ms: float, gpt_ms: float) -> dict:
-    return {"gemm_f32": {"gflops": gemm_gflops}, "vit": {"step_ms": vit_ms}, "gpt": {"step_ms": gpt_ms}}
+    steps = {"vit": {"step_ms": vit_ms}, "gpt": {"step_ms": gpt_ms}, "gpt_muon_bf16": {"step_ms": gpt_ms}}
+    return {"gemm_f32": {"gflops": gemm_gflops}, **steps}
 
 
 def test_a_default_that_slows_down_more_than_float32_products_is_a_defect(profiles_benchmark):
@@ -70,7 +71,7 @@ def test_a_default_that_slows_down_more_than_float32_products_is_a_defect(profil
     # float32 products 1.5x slower; the ViT 1.8x (within 1.5 x 1.5), the GPT 4.5x (Muon in emulated bf16)
     rows = profiles_benchmark.verdicts(native, profile(200.0, 54.0, 900.0))
     found = [(r["step"], round(r["slowdown"], 2), r["defect"]) for r in rows]
-    assert found == [("vit", 1.8, False), ("gpt", 4.5, True)]
+    assert found == [("vit", 1.8, False), ("gpt", 4.5, True), ("gpt_muon_bf16", 4.5, True)]
     assert all(r["gemm_slowdown"] == pytest.approx(1.5) for r in rows)
 
 
