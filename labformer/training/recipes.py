@@ -92,7 +92,7 @@ class ClassifyConfig(JsonConfig):
         )
 
 
-# Presets: (model overrides, training overrides). "fast": 98.7 % on MNIST in 90 s of a 2-core CPU;
+# Presets: (model overrides, training overrides). "fast": 98.7 % on MNIST in 65-151 s of a 2-core CPU;
 # "best": 99.5 % (about 40 minutes there); "lab": the lab outline's demonstration model and recipe;
 # "cifar" and "lab-cifar": photos (see below).
 VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -255,7 +255,7 @@ class LanguageConfig(JsonConfig):
             raise ValueError(f"time_limit must be positive (seconds); got {self.time_limit}")
 
 
-# "cpu": a fixed number of steps (6-7 minutes of training on a 2-core CPU, by its speed); "lab": the lab's model,
+# "cpu": a fixed number of steps (5-7 minutes of training on a 2-core CPU, by its speed); "lab": the lab's model,
 # for GPUs. Presets count steps, never seconds: the same command computes the same model on every machine.
 GPT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cpu": (
