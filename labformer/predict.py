@@ -14,7 +14,10 @@ from torch import Tensor, nn
 from labformer.config import require_non_negative
 from labformer.data.augment import shifted_views
 
-__all__ = ["load_image", "predict_images"]
+__all__ = ["IMAGE_SUFFIXES", "image_paths", "is_blank", "load_image", "predict_images"]
+
+# What a folder given to ``predict`` is searched for (Pillow reads each; anything else in it is left alone).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _ink(grey: np.ndarray) -> np.ndarray:
@@ -90,13 +93,54 @@ def _mnist_like(grey: np.ndarray, size: int) -> np.ndarray:
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
+def _on_paper(image: Image.Image) -> Image.Image:
+    """The picture with its transparent areas made paper: composited on white when what is drawn is dark
+    (a black digit on a transparent sheet, as drawing apps and canvas exports write it), on black when it
+    is light. Opaque pictures are returned as they are."""
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("PA", "La"):
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "RGBa"):
+        return image
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba, dtype=np.float64)[..., 3] / 255
+    if alpha.min() == 1:
+        return rgba.convert("RGB")
+    grey = np.asarray(rgba.convert("L"), dtype=np.float64)
+    drawn = float((grey * alpha).sum() / alpha.sum()) if alpha.sum() > 0 else 0.0  # mean grey of what is seen
+    paper = 255 if drawn < 128 else 0
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (paper, paper, paper, 255)), rgba).convert("RGB")
+
+
+def is_blank(pixels: Tensor) -> bool:
+    """Whether a picture prepared MNIST-style by :func:`load_image` holds no ink at all (a blank or uniform
+    picture, or nothing that stands out from the paper's grain): there is no digit to read."""
+    return not bool(pixels.any())
+
+
+def image_paths(arguments: list[str]) -> list[Path]:
+    """The files to read: each argument as given, a folder as its images (sorted, by :data:`IMAGE_SUFFIXES`,
+    not descending into sub-folders). A folder without images is an error naming it."""
+    paths: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
 def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: bool) -> Tensor:
-    """An image file (a path, or its bytes) as uint8 (C, size, size), ready for the data set's normalisation."""
+    """An image file (a path, or its bytes) as uint8 (C, size, size), ready for the data set's normalisation.
+    Transparent areas are paper (:func:`_on_paper`)."""
     name = "the image" if isinstance(source, bytes) else f"image {source}"
     try:
         with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
-            picture = image.convert("L" if channels == 1 else "RGB")
+            picture = _on_paper(image).convert("L" if channels == 1 else "RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} not found") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
@@ -111,35 +155,40 @@ def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: b
 def predict_images(
     model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3, tta_shift: int = 0
 ) -> list[dict[str, Any]]:
-    """Per file: {"path", "prediction", "top": [(class, probability), ...]}; all files read first.
+    """Per file, in order: {"path", "prediction", "top": [(class, probability), ...]}; or {"path", "error"}
+    for a file that cannot be read (the others are still answered); or, for a digit model, {"path",
+    "empty": True, "prediction": None, "top": []} for a picture with no ink, rather than a confident digit.
 
     ``tta_shift``: test-time augmentation, the mean of the probabilities of each picture and of it moved
     this many pixels right, left, down and up (five forwards instead of one); 0: the picture alone.
     """
     require_non_negative(tta_shift=tta_shift)
     config = model.config
-    images = torch.stack(
-        [
-            load_image(
-                p, channels=config.channels, size=config.image_size, mnist_style=run["train"]["dataset"] == "mnist"
-            )
-            for p in paths
-        ]
-    )
+    mnist_style = run["train"]["dataset"] == "mnist"
+    results: list[dict[str, Any]] = []
+    readable: list[tuple[int, Tensor]] = []
+    for path in paths:
+        try:
+            pixels = load_image(path, channels=config.channels, size=config.image_size, mnist_style=mnist_style)
+        except (ValueError, OSError) as error:
+            results.append({"path": str(path), "error": str(error)})
+            continue
+        if mnist_style and is_blank(pixels):
+            results.append({"path": str(path), "empty": True, "prediction": None, "top": []})
+            continue
+        results.append({"path": str(path)})
+        readable.append((len(results) - 1, pixels))
+    if not readable:
+        return results
+    images = torch.stack([pixels for _, pixels in readable])
     device = next(model.parameters()).device
     mean = torch.tensor(run["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(run["std"], device=device).view(1, -1, 1, 1)
     views = shifted_views(images.to(device), tta_shift)
     probabilities = torch.stack([model((view.float() / 255 - mean) / std).softmax(-1) for view in views]).mean(0).cpu()
     classes = run["classes"]
-    results = []
-    for path, p in zip(paths, probabilities):
+    for (index, _), p in zip(readable, probabilities):
         values, indices = p.topk(min(top, len(classes)))
-        results.append(
-            {
-                "path": str(path),
-                "prediction": classes[int(indices[0])],
-                "top": [(classes[int(i)], round(float(v), 4)) for v, i in zip(values, indices)],
-            }
-        )
+        results[index]["prediction"] = classes[int(indices[0])]
+        results[index]["top"] = [(classes[int(i)], round(float(v), 4)) for v, i in zip(values, indices)]
     return results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 
 from labformer.cli.flags import RUNTIME, add_config_flags, picked
 
@@ -101,16 +101,24 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    from labformer.predict import predict_images
+    from labformer.predict import image_paths, predict_images
     from labformer.runs import load_run
 
     model, run = load_run(args.run_dir, device=args.device)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; predict needs an image classifier run")
-    results = predict_images(model, run, [Path(p) for p in args.images], tta_shift=args.tta_shift)
-    for result in results:
-        if args.json:
+    results = predict_images(model, run, image_paths(args.images), tta_shift=args.tta_shift)
+    failed = 0
+    for result in results:  # every readable file is answered; each unreadable one gets its own line
+        if "error" in result:
+            failed += 1
+            print(f"labformer: error: {result['error']}", file=sys.stderr)
+        elif args.json:
             print(json.dumps(result))
+        elif result.get("empty"):
+            print(f"{result['path']}: no digit found in {result['path']} (nothing stands out from the paper)")
         else:
             top = ", ".join(f"{label} {p:.2f}" for label, p in result["top"])
             print(f"{result['path']}: {result['prediction']} ({top})")
+    if failed:
+        raise ValueError(f"{failed} of {len(results)} images could not be read")
