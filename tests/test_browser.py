@@ -101,6 +101,11 @@ def test_choosing_an_image_file_predicts_it(page, tmp_path):
     page.goto("/digits")
     page.set_input_files("#file", str(path))
     playwright.expect(page.locator("#prediction")).to_have_text(str(int(test.labels[0])), timeout=15000)
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)  # white paper, nothing on it
+    page.set_input_files("#file", str(blank))
+    playwright.expect(page.locator("#status")).to_have_text(re.compile("No digit found"), timeout=15000)
+    playwright.expect(page.locator("#prediction")).to_have_class(re.compile(r"\bempty\b"))
 
 
 def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, tmp_path):

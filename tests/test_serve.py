@@ -91,7 +91,23 @@ def test_predict_reads_real_digits_like_the_model_itself(client, mnist_test):
         rollout = attention_rollout(maps)[0, 0, 1:]
         np.testing.assert_allclose(attention["rollout"], (rollout / rollout.sum()).numpy(), atol=1e-5)
         correct += result["prediction"] == str(int(mnist_test.labels[i]))
+        assert result["empty"] is False
     assert correct >= 29
+
+
+def test_a_picture_with_no_ink_is_answered_as_empty_not_as_a_digit(client, mnist_test):
+    for blank in (np.full((64, 64), 255, np.uint8), np.full((28, 28), 0, np.uint8), np.full((40, 40), 128, np.uint8)):
+        result = predict(client, png(blank)).json()
+        assert result["empty"] is True and result["prediction"] is None
+        assert np.array(result["input"]).max() == 0 and len(result["probabilities"]) == 10
+    # a black digit on a transparent sheet (what a canvas export writes) is read as the plain digit
+    ink = mnist_test.images[0, 0].numpy()
+    sheet = np.zeros((28, 28, 4), np.uint8)
+    sheet[..., 3] = ink
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(sheet, "RGBA").save(buffer, format="PNG")
+    result = predict(client, buffer.getvalue()).json()
+    assert result["empty"] is False and result["prediction"] == predict(client, png(ink)).json()["prediction"]
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify image files (PNG or JPEG) with a ViT run")
     predict.add_argument("run_dir")
-    predict.add_argument("images", nargs="+")
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="image files (PNG, JPEG, ...; transparent areas count as paper) or folders of them",
+    )  # fmt: skip
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument(
         "--tta-shift", type=int, default=0, metavar="N",

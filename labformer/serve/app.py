@@ -4,7 +4,8 @@ Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the
 ``/lab`` (the ``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
 
 - ``GET /api/health``: the models served, their run directories and metrics.
-- ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction, probabilities, the 28×28 input
+- ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
+  picture with no ink), probabilities, the 28×28 input
   and the class token's attention per layer and head, with the rollout.
 - ``POST /api/text/generate``: JSON {prompt, tokens, temperature, top_k, seed} -> the generated
   characters, streamed as plain text while they are sampled.

@@ -20,7 +20,7 @@ from labformer import io, runs
 from labformer.attention import attention_rollout, record_attention
 from labformer.data.text import CharTokenizer
 from labformer.models.vit import ViT
-from labformer.predict import load_image
+from labformer.predict import is_blank, load_image
 
 __all__ = ["PRETRAINED", "DigitModel", "TextModel", "find_runs"]
 
@@ -90,14 +90,12 @@ class DigitModel:
     @torch.no_grad()
     def predict(self, image: bytes) -> dict[str, Any]:
         """PNG/JPEG bytes -> prediction, probabilities, the input as the model sees it (uint8 rows) and
-        the class token's attention per layer and head over the patch grid, plus the rollout."""
+        the class token's attention per layer and head over the patch grid, plus the rollout. A digit
+        picture with no ink gives ``"empty": true`` and ``"prediction": null`` rather than a confident digit."""
         config = self.model.config
-        pixels = load_image(
-            image,
-            channels=config.channels,
-            size=config.image_size,
-            mnist_style=self.run["train"]["dataset"] == "mnist",
-        )
+        mnist_style = self.run["train"]["dataset"] == "mnist"
+        pixels = load_image(image, channels=config.channels, size=config.image_size, mnist_style=mnist_style)
+        empty = mnist_style and is_blank(pixels)  # nothing stands out from the paper: no digit to read
         x = (pixels[None].float() / 255 - self.mean) / self.std
         with self.lock, record_attention(self.model) as maps:
             probabilities = self.model(x).softmax(-1)[0]
@@ -110,7 +108,8 @@ class DigitModel:
             rollout = attention_rollout(maps)[0].mean(0)[-patches:]
         classes = self.run["classes"]
         return {
-            "prediction": classes[int(probabilities.argmax())],
+            "prediction": None if empty else classes[int(probabilities.argmax())],
+            "empty": empty,
             "probabilities": [round(float(p), 6) for p in probabilities],
             "classes": classes,
             "input": pixels.permute(1, 2, 0).squeeze(-1).tolist(),

@@ -313,7 +313,10 @@
       });
       checkAnswer(data);
       if (isEmpty()) clearResults();
-      else {
+      else if (data.empty) {
+        clearResults();
+        LF.setStatus("No digit found in this picture: nothing stands out from the paper.", "info");
+      } else {
         render(data);
         const p = Math.max(...data.probabilities);
         LF.setStatus(`The model reads a “${data.prediction}” (${(p * 100).toFixed(1)} % sure).`, "ok");
