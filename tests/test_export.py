@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import needed_module
 
 from labformer import io, runs
 from labformer.attention import record_attention
 from labformer.cli import main
 from labformer.models.vit import ViT, ViTConfig
 
-ort = pytest.importorskip("onnxruntime")
+ort = needed_module("onnxruntime")
 
 
 @pytest.fixture(scope="module")

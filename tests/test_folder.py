@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import missing
 from PIL import Image
 
 import labformer
@@ -217,9 +218,10 @@ def test_an_image_size_no_patch_divides_is_refused_with_a_suggestion(tmp_path, c
     assert "pass --image-size 35 or 42, or --patch-size" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="the shared CIFAR-10 JPEG tar is not beside the checkout")
 def test_real_cifar10_jpegs_train_for_a_few_steps(tmp_path):
     """A few hundred of the real CIFAR-10 JPEGs from the shared tar, read as a folder, train a few steps."""
+    if not SHARED_CIFAR.exists():
+        missing("the shared CIFAR-10 JPEG tar is not beside the checkout")
     subset = tmp_path / "cifar-subset.tar"
     counts: dict[tuple[str, str], int] = {}
     with tarfile.open(SHARED_CIFAR) as source, tarfile.open(subset, "w") as target:

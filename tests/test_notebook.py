@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import nbformat
-import pytest
+from conftest import needed_module
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "lab8_transformers.ipynb"
@@ -15,7 +15,7 @@ def test_notebook_is_stored_without_outputs():
 
 
 def test_notebook_executes(tmp_path):
-    pytest.importorskip("mnist")  # the ViT cell uses the embedded MNIST
+    needed_module("mnist")  # the ViT cell uses the embedded MNIST
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
