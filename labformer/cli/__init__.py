@@ -13,12 +13,14 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+from labformer.cli.flags import DEVICE_HELP
 from labformer.cli.gpt import add_gpt_parser
 from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
 
 __all__ = ["build_parser", "main"]
 
 EXIT_BAD_INPUT = 2
+RUN_TAKERS = ("all", "heads_as_channels")  # the `lab` names that read --run
 
 
 def _lab(args: argparse.Namespace) -> None:
@@ -26,8 +28,13 @@ def _lab(args: argparse.Namespace) -> None:
 
     if args.name == "list":
         for name, fn in lab.EXPERIMENTS.items():
-            print(f"{name:24s} {(fn.__doc__ or '').splitlines()[0]}")
+            summary = (fn.__doc__ or "").split("\n\n")[0]  # the first paragraph, whole, on one line
+            print(f"{name:24s} {' '.join(summary.split())}")
         return
+    if args.run and args.name not in RUN_TAKERS:
+        raise ValueError(
+            f"--run is taken by {' and '.join(RUN_TAKERS)} only; the experiment {args.name} does not use a run"
+        )
     out = Path(args.out) if args.out else Path("lab-report" if args.name == "all" else ".")
     if args.name == "all":
         from labformer.lab.report import write_report
@@ -37,7 +44,7 @@ def _lab(args: argparse.Namespace) -> None:
         return
     from labformer.plots import save_figure
 
-    result = lab.run(args.name, **({"run_dir": args.run} if args.run and args.name == "heads_as_channels" else {}))
+    result = lab.run(args.name, **({"run_dir": args.run} if args.run else {}))
     print(f"{result.title}: {result.summary}")
     for line in result.lines():
         print(f"  {line}")
@@ -88,14 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="a ViT run: test accuracy, loss and confusion matrix; a GPT run: loss per character on --text FILE",
     )
-    evaluate.add_argument("run_dir")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train` run directory (ViT or GPT)")
     evaluate.add_argument("--data-dir", help="ViT: the data set's files (default: the run's)")
     evaluate.add_argument("--text", help="GPT: any UTF-8 text file to score (default: the run's corpus)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     predict = commands.add_parser("predict", help="classify image files (PNG or JPEG) with a ViT run")
-    predict.add_argument("run_dir")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a ViT run directory")
     predict.add_argument(
         "images", nargs="+", metavar="IMAGE",
         help="image files (PNG, JPEG, ...; transparent areas count as paper) or folders of them",
@@ -105,15 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta-shift", type=int, default=0, metavar="N",
         help="also score each picture moved N pixels right, left, down and up, and average (5x the work; 0 = off)",
     )  # fmt: skip
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     lab = commands.add_parser("lab", help="the lab's experiments: list, one by NAME, or all (report)")
-    lab.add_argument("name", help="list | all | an experiment's name")
+    lab.add_argument("name", metavar="NAME", help="list | all | an experiment's name (see `labformer lab list`)")
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
-    lab.add_argument("--run", help="a trained ViT or GPT run directory for the per-head attention maps")
+    lab.add_argument(
+        "--run", metavar="RUN_DIR",
+        help="all and heads_as_channels: a trained ViT or GPT run directory for the per-head attention maps",
+    )  # fmt: skip
 
     export = commands.add_parser("export", help="a ViT run as an ONNX file, checked with ONNX Runtime")
-    export.add_argument("run_dir")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a ViT run directory")
     export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     export.add_argument("--attention", action="store_true", help="also output every layer's attention weights")
     export.set_defaults(handler=_export)
@@ -136,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         help="versions, CPU features, CUDA, and a float32 vs bf16 training-step timing on this machine",
     )
-    doctor.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    doctor.add_argument("--device", default="auto", help=DEVICE_HELP)
     doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

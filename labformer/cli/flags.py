@@ -8,7 +8,9 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RUNTIME", "add_config_flags", "picked"]
+__all__ = ["DEVICE_HELP", "RUNTIME", "add_config_flags", "picked", "shown_default"]
+
+DEVICE_HELP = "auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda (default: auto)"
 
 # The settings a resumed run may take from its new invocation (everything else comes from config.json);
 # "--amp auto" and "--muon-precision auto" (the defaults) keep the saved precisions.
@@ -23,8 +25,8 @@ def add_config_flags(
     skip: Sequence[str] = (),
 ) -> list[str]:
     """One ``--field-name`` flag per field of the dataclass ``config_class`` (but ``skip``), typed from its
-    annotation (a Literal gives choices), its help from the field's ``setting`` help line followed by its
-    default and the presets' values. A flag not given is None, so the preset's value stands.
+    annotation (a Literal gives choices), its help from the field's ``setting`` help line followed by what a
+    run gets without the flag (:func:`shown_default`). A flag not given is None, so the preset's value stands.
 
     A True-by-default switch becomes ``--no-field-name``. Returns the field names (for :func:`picked`).
     """
@@ -35,9 +37,7 @@ def add_config_flags(
             continue
         names.append(spec.name)
         kind = hints[spec.name]
-        values = [f"{preset} {values[spec.name]}" for preset, values in presets.items() if spec.name in values]
-        shown = f"default {spec.default}" + (f"; preset {', '.join(values)}" if values else "")
-        help_line = f"{spec.metadata.get('help', '')} ({shown})".lstrip().replace("%", "%%")  # argparse formats it
+        help_line = f"{spec.metadata.get('help', '')}{shown_default(spec, presets)}".strip().replace("%", "%%")
         flag = "--" + spec.name.replace("_", "-")
         if kind is bool:  # --name and --no-name: a preset may have changed the default either way
             parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_line)
@@ -48,6 +48,20 @@ def add_config_flags(
         else:
             parser.add_argument(flag, type=options[0] if options else kind, metavar=spec.name.upper(), help=help_line)
     return names
+
+
+def shown_default(spec: dataclasses.Field, presets: dict[str, dict[str, Any]]) -> str:
+    """What a run gets when the flag is not given, as " (…)" after the help line: the value itself when every
+    preset gives the same one, else each preset's, the default preset (the first) first — "(fast: 3 · best:
+    4 · lab: 6)". Nothing when the value is None and the help line already says what the default is."""
+    values = {name: preset.get(spec.name, spec.default) for name, preset in presets.items()} or {"": spec.default}
+    distinct = {repr(value) for value in values.values()}
+    if len(distinct) == 1:
+        value = next(iter(values.values()))
+        if value is None and "default" in spec.metadata.get("help", ""):
+            return ""
+        return f" (default: {value})"
+    return " (" + " · ".join(f"{name}: {value}" for name, value in values.items()) + ")"
 
 
 def picked(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from labformer.cli.flags import RUNTIME, add_config_flags, picked
+from labformer.cli.flags import DEVICE_HELP, RUNTIME, add_config_flags, picked
 
 __all__ = ["add_gpt_parser"]
 
@@ -37,17 +37,27 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
     train_flags = add_config_flags(train, LanguageConfig, {name: values[1] for name, values in PRESETS.items()})
     parser.set_defaults(handler=_train_gpt, model_flags=model_flags, train_flags=train_flags)
 
-    generate = commands.add_parser("generate", help="sample text from a trained GPT run")
-    generate.add_argument("run_dir")
+    generate = commands.add_parser(
+        "generate",
+        help="sample text from a trained GPT run",
+        description="Continue a prompt character by character with a trained GPT run (key/value cache). The text "
+        "goes to stdout, its speed to stderr; the same --seed gives the same text.",
+    )
+    generate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train gpt` run directory")
     generate.add_argument(
         "--prompt", action="append", help="text to continue (default: a newline); repeat it to sample several "
         "prompts of different lengths at once (one left-padded batch)",
     )  # fmt: skip
-    generate.add_argument("--tokens", type=int, default=500)
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int)
-    generate.add_argument("--seed", type=int, default=1)
-    generate.add_argument("--device", default="auto")
+    generate.add_argument("--tokens", type=int, default=500, help="characters to generate (default: 500)")
+    generate.add_argument(
+        "--temperature", type=float, default=1.0,
+        help="divides the logits: below 1 safer, above 1 more surprising (default: 1.0)",
+    )  # fmt: skip
+    generate.add_argument("--top-k", type=int, help="sample among the K likeliest characters only (default: all)")
+    generate.add_argument(
+        "--seed", type=int, default=1, help="seeds the sampling: the same seed, the same text (default: 1)"
+    )
+    generate.add_argument("--device", default="auto", help=DEVICE_HELP)
     generate.set_defaults(handler=_generate)
 
 

@@ -30,7 +30,7 @@ class GPTConfig(JsonConfig):
     vocab_size: int = setting(65, "distinct characters")
     block_size: int = setting(128, "longest context (tokens)")
     dim: int = setting(128, "token dimension D")
-    depth: int = setting(4, "encoder layers")
+    depth: int = setting(4, "layers (decoder blocks: causal self-attention and a feed-forward block)")
     num_heads: int = setting(4, "attention heads; must divide dim")
     mlp_dim: int = setting(512, "hidden size of each feed-forward block (4·D in GPT)")
     dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
