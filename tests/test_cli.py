@@ -130,7 +130,7 @@ def test_a_test_time_shift_as_large_as_the_images_is_refused_before_training(tmp
     data_dir = write_mnist_dir(tmp_path / "mnist")
     out = tmp_path / "run"
     assert main(["train", "--data-dir", str(data_dir), "--tta-shift", "28", "--out", str(out), *TINY_VIT]) == 2
-    assert "tta_shift must be smaller than the images' 28 pixels; got 28" in capsys.readouterr().err
+    assert "--tta-shift must be smaller than the images' 28 pixels; got 28" in capsys.readouterr().err
     assert not out.exists()  # refused before anything was written
 
 
@@ -208,7 +208,7 @@ def test_predict_with_test_time_shifts_averages_five_views(vit_run, tmp_path, ca
     assert main(["predict", str(out), str(paths[0]), "--tta-shift", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top"] == [list(pair) for pair in results[0]["top"]]
     assert main(["predict", str(out), str(paths[0]), "--tta-shift", "-1"]) == 2
-    assert "tta_shift must be >= 0; got -1" in capsys.readouterr().err
+    assert "--tta-shift must be >= 0; got -1" in capsys.readouterr().err
     assert main(["predict", str(out), str(paths[0]), "--tta-shift", "28"]) == 2
     assert "leaves nothing of 28x28 images" in capsys.readouterr().err
 
@@ -240,8 +240,8 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir):
     [
         (["train", "--dataset", "svhn"], "unknown dataset 'svhn'"),
         (["train", "--preset", "huge"], "unknown preset 'huge'"),
-        (["train", "--patch-size", "5"], r"patch_size \(5\) must divide image_size \(28\)"),
-        (["train", "--dim", "30", "--heads", "4"], r"num_heads \(4\) must divide dim \(30\)"),
+        (["train", "--patch-size", "5"], r"--patch-size \(5\) must divide --image-size \(28\)"),
+        (["train", "--dim", "30", "--heads", "4"], r"--num-heads \(4\) must divide --dim \(30\)"),
         (["train", "--lr", "0"], "lr must be positive; got 0.0"),
         (["train", "--epochs", "0"], "epochs must be a positive integer; got 0"),
         (["train", "--data-dir", "/nonexistent/mnist"], "MNIST directory /nonexistent/mnist does not exist"),
@@ -274,7 +274,7 @@ def test_bad_files(vit_run, tmp_path, capsys, mnist_dir):
         )
         == 2
     )
-    assert "batch_size (100000) is larger than the training set" in capsys.readouterr().err
+    assert "--batch-size (100000) is larger than the training set" in capsys.readouterr().err
     # corrupt data file
     (mnist_dir / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
     assert main(["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "r2")]) == 2

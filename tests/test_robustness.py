@@ -108,7 +108,7 @@ def test_odd_global_batch_is_refused_clearly(tmp_path, mnist_dir):
         2, "train", "vit", "--data-dir", str(mnist_dir), "--batch-size", "49", "--out", str(tmp_path / "r"), *TINY_VIT
     )
     assert result.returncode != 0
-    assert "batch_size (49) must be divisible by the number of processes (2)" in result.stderr
+    assert "--batch-size (49) must be divisible by the number of processes (2)" in result.stderr
 
 
 @pytest.fixture

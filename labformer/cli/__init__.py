@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from labformer.cli.flags import DEVICE_HELP
 from labformer.cli.gpt import add_gpt_parser
 from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
 
-__all__ = ["build_parser", "main"]
+__all__ = ["as_flags", "build_parser", "main", "option_names"]
 
 EXIT_BAD_INPUT = 2
 RUN_TAKERS = ("all", "heads_as_channels")  # the `lab` names that read --run
@@ -180,6 +181,28 @@ def _serve(args: argparse.Namespace) -> None:
     serve(args.run_dirs, host=args.host, port=args.port, lab_dir=args.lab)  # uvicorn stops on Ctrl-C
 
 
+def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Every optional flag of the command and its subcommands, by the setting it fills: {"top_k": "--top-k"}."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(option_names(sub))
+        elif action.option_strings and action.dest not in ("help", "version"):
+            spelled = "--" + action.dest.replace("_", "-")
+            names.setdefault(action.dest, spelled if spelled in action.option_strings else action.option_strings[-1])
+    return names
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each setting's field name, where it is the subject ("top_k must be positive",
+    "patch_size (5) must divide image_size (28)"), replaced by its flag ("--top-k must be positive")."""
+    names = option_names(parser)
+    fields = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])({fields})(?= must\b| \(| is\b)")
+    return pattern.sub(lambda match: names[match.group(1)], message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"] and (len(argv) == 1 or argv[1].startswith("-") and argv[1] not in ("-h", "--help")):
@@ -193,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         handler(args)
-    except (ValueError, OSError) as error:  # FileNotFoundError and PermissionError are OSErrors
+    except ValueError as error:  # the settings' checks name fields: say the flags the user typed instead
+        print(f"labformer: error: {as_flags(str(error), parser)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # FileNotFoundError and PermissionError are OSErrors
         print(f"labformer: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
