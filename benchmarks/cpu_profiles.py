@@ -19,8 +19,8 @@ and the GPT with Muon in bf16 (``torch.optim.Muon``'s precision), each with its 
 
 A default whose step slows down under the AVX2 profile by clearly more (``DEFECT_FACTOR``) than the float32
 matrix product does is a defect: the table's last lines say whether there is one. The result goes to
-``benchmarks/results/cpu_profiles/<cpu>.json`` (machine, versions, command, date), and ``--readme``
-writes the README's tables from every such file.
+``benchmarks/results/cpu_profiles/<cpu>.json`` (machine, versions, command, date), and ``--page``
+writes the performance page's tables (``docs/performance.md``) from every such file.
 
 What the emulation does not capture: the caches, memory bandwidth, clock and core count stay this
 server's; AVX2 code runs on this core's execution units (a Zen 3's or a laptop's differ), and libraries
@@ -45,7 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cpu_profiles"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- cpu_profiles:begin -->", "<!-- cpu_profiles:end -->"
 
 PROFILES: dict[str, dict[str, str]] = {
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model and round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the profiles (medians)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--readme", action="store_true", help="only rewrite the README's tables from the JSON files")
+    parser.add_argument("--page", action="store_true", help="only rewrite docs/performance.md's tables from the JSON")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,8 +196,8 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         print(json.dumps(measure(args.steps)))
         return None
-    if args.readme:
-        return write_readme()
+    if args.page:
+        return write_page()
     import torch
 
     from labformer.training.runtime import cpu_info
@@ -280,17 +280,17 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme() -> None:
-    """Replaces the README's block between the markers with every result file's rendering."""
+def write_page() -> None:
+    """Replaces the performance page's block between the markers with every result file's rendering."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = README.read_text()
+    text = PAGE.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} has no {BEGIN} ... {END} block")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     body = "\n\n".join(render(result) for result in results)
-    README.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-    print(f"README.md: {len(results)} table(s) from {RESULTS.relative_to(ROOT)}")
+    PAGE.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    print(f"{PAGE.relative_to(ROOT)}: {len(results)} table(s) from {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

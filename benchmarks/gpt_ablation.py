@@ -4,7 +4,7 @@ Each variant is the preset with one of its changes undone, or one more added (QK
 ablation took out), trained by `labformer train gpt` for the preset's steps with each seed. The preset
 counts steps, so a run gives the same model however fast the machine is (float sums in another order
 with another number of threads): runs may go side by side (``--jobs``, ``--threads`` each), and their
-wall times say nothing. Training time alone, with 2 threads, is in the README's seed table.
+wall times say nothing. Training time alone, with 2 threads, is in the seed table of docs/performance.md.
 
 Prints, per variant, the validation loss on the whole split (`labformer evaluate`'s measure, printed by
 the run) and the run's own random-batch measure: mean and spread (min–max) over the seeds.

@@ -75,11 +75,12 @@ def test_a_default_that_slows_down_more_than_float32_products_is_a_defect(profil
     assert all(r["gemm_slowdown"] == pytest.approx(1.5) for r in rows)
 
 
-def test_the_readme_tables_are_the_json_results(profiles_benchmark):
-    """The README's block between the markers is exactly what the result files render: no hand-copied number."""
+def test_the_performance_page_tables_are_the_json_results(profiles_benchmark):
+    """The performance page's block between the markers is exactly what the result files render: no
+    hand-copied number."""
     results = sorted(profiles_benchmark.RESULTS.glob("*.json"))
     assert results, "benchmarks/results/cpu_profiles/ holds no result"
-    text = profiles_benchmark.README.read_text()
+    text = profiles_benchmark.PAGE.read_text()
     block = text.split(profiles_benchmark.BEGIN, 1)[1].split(profiles_benchmark.END, 1)[0]
     rendered = "\n\n".join(profiles_benchmark.render(json.loads(p.read_text())) for p in results)
     assert block == f"\n{rendered}\n"

@@ -2,7 +2,7 @@
 
 Draws digits with mouse strokes and checks the prediction, the attention grid and the zoom; drops an
 image file; generates text and clicks a character to see its attention; opens the lab page. Screenshots
-go to each test's temporary directory (and to ``$LABFORMER_SCREENSHOTS`` when set, for the README).
+go to each test's temporary directory (and to ``$LABFORMER_SCREENSHOTS`` when set, for the docs).
 
 Chromium comes from the system (``apt-get install chromium``; ``.ci/run`` installs it): without it the
 tests are skipped on a workstation but fail in CI (``CI`` set), so CI always runs them.

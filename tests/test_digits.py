@@ -104,7 +104,7 @@ def test_bold_strokes_are_thinned_to_mnist_widths(mnist_digits, shipped):
 
 def test_the_shipped_model_reads_pictures_that_are_not_mnist(tmp_path):
     """Pen-drawn digits, off-centre, slanted, thick and thin, on paper or a pad: >= 90 % right (98 % on the
-    benchmark's 500; typed digits are harder, see the README)."""
+    benchmark's 500; typed digits are harder, see docs/performance.md)."""
     write_digit_folder(tmp_path, per_class=6, seed=3)
     files = sorted(tmp_path.glob("*/pen-*.png"))
     model, run = labformer.load(PRETRAINED / "digits"), read_run_config(PRETRAINED / "digits")

@@ -52,7 +52,7 @@ class _SplitHeads(torch.autograd.Function):
     Through the plain views, autograd zero-fills, stacks the three gradients into a new tensor and copies
     that once more into the (B, T, 3D) layout the matrix product needs. With one thread that was about a
     tenth of a fast-ViT training step; with two, an attention block's forward and backward runs about
-    10 % faster this way at the ViT's sizes, 2 % at the GPT's (README, issue 12).
+    10 % faster this way at the ViT's sizes, 2 % at the GPT's (docs/performance.md).
     """
 
     @staticmethod

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser(
         "doctor",
-        help="versions, CPU features, CUDA, and a float32 vs bf16 training-step timing on this machine",
+        help="versions, CPU features, CUDA, and ViT and GPT training steps timed in float32 and bf16 here",
     )
     doctor.add_argument("--device", default="auto", help=DEVICE_HELP)
     doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")

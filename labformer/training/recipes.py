@@ -106,9 +106,9 @@ VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             warmup_epochs=0.5,
             augment="affine",
             augment_strength=0.5,  # 5 degrees, 5 % shift and zoom: a short run learns more from clearer digits
-            augment_stroke=0.35,  # strokes a pixel thicker or thinner: digits that are not MNIST's (README)
+            augment_stroke=0.35,  # strokes a pixel thicker or thinner: other pens' digits (docs/performance.md)
             label_smoothing=0.1,
-            tta_shift=1,  # the test digits also moved one pixel four ways: +0.3 points (README)
+            tta_shift=1,  # the test digits also moved one pixel four ways: +0.3 points (docs/performance.md)
         ),
     ),
     "best": (
@@ -260,7 +260,7 @@ class LanguageConfig(JsonConfig):
 GPT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cpu": (
         # 0.80 M parameters: the lab's GPT (its initialisation, a head tied to the token embedding) with
-        # what won over three seeds in issue 13's ablation (README): rotary positions and Muon; ReLU² ties
+        # what won over three seeds in its ablation (docs/performance.md): rotary positions and Muon; ReLU² ties
         # with GELU and is cheaper. Zero-initialised output projections and an untied head, which had won a
         # single-seed screening, gained nothing over seeds and were taken out. 1,800 steps = 7.4 M tokens
         # (longer, it overfits Tiny Shakespeare's 1 M characters: its best validation loss comes before 2,000).

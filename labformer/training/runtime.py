@@ -105,7 +105,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
 
     "auto" is bf16 on a CUDA GPU that supports it and float32 on every CPU: whole training steps of
     both presets measured slower in bf16 on every CPU we have (AVX2 only, AVX512-BF16, AMX-BF16;
-    ``benchmarks/amp.py``, tables in the README), even where a single large bf16 matrix product wins.
+    ``benchmarks/amp.py``, tables in docs/performance.md), even where a single large bf16 matrix product wins.
     Nothing is timed here, so every run and every torchrun process of one command decides alike. An
     explicit "bf16" that the device cannot run is an error.
     """

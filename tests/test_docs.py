@@ -1,0 +1,49 @@
+"""The documentation: the command-line reference is the parsers' own help, every page is in the site's
+navigation and builds offline without a warning, and the README stays a short front door."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_reference():
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_reference_is_the_parsers_help():
+    module = cli_reference()
+    assert module.PAGE.read_text() == module.render(), "run: python scripts/cli_reference.py"
+    sections = re.findall(r"^## `(labformer[^`]*)`", module.PAGE.read_text(), flags=re.M)
+    assert {"labformer train vit", "labformer train gpt", "labformer predict", "labformer serve"} <= set(sections)
+
+
+def test_the_site_builds_strictly_and_offline(tmp_path):
+    """`mkdocs build --strict`: a broken link, a missing anchor or a page left out of the navigation fails."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "reference" / "cli.html").exists()  # the offline plugin: plain file links
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "fonts.googleapis.com" not in html  # nothing to fetch to read it
+
+
+def test_the_readme_is_a_short_front_door_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "    bash setup.sh && .venv/bin/labformer train\n" in readme
+    assert "    bash setup.sh && .venv/bin/ruff check . && .venv/bin/python -m pytest -q\n" in readme
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):  # every page the README links to exists
+        assert (ROOT / target).exists(), target
