@@ -47,3 +47,30 @@ def test_the_readme_is_a_short_front_door_with_the_two_commands():
     assert "    bash setup.sh && .venv/bin/ruff check . && .venv/bin/python -m pytest -q\n" in readme
     for target in re.findall(r"\]\((docs/[^)#]+)", readme):  # every page the README links to exists
         assert (ROOT / target).exists(), target
+
+
+TEXT_SUFFIXES = {".md", ".py", ".js", ".html", ".css", ".yml", ".yaml", ".toml", ".sh", ".txt", ".ipynb", ".cfg"}
+# Words that only make sense to whoever wrote them on the day, or only on the machine that built it.
+WORK_ITEM = re.compile(r"\b[Ii]ssues? #?\d+|\b[Ii]tem \d+ (?:stays|is)\b")
+RELATIVE_TIME = re.compile(r"(?<![.\w])[Tt]oday\b(?!\()")
+BUILD_PATHS = re.compile(r"/work/|/root/|/home/[a-z]|/tmp/pytest")
+
+
+def repository_text_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    this = Path(__file__).resolve()  # which spells the patterns out
+    return [ROOT / name for name in listed.splitlines() if Path(name).suffix in TEXT_SUFFIXES and ROOT / name != this]
+
+
+def test_no_work_item_numbers_relative_time_words_or_build_machine_paths():
+    """The repository speaks of the project only: what a reader can check, whenever and wherever they read it."""
+    files = repository_text_files()
+    assert len(files) > 50 and ROOT / "README.md" in files
+    found = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        for pattern in (WORK_ITEM, RELATIVE_TIME, BUILD_PATHS):
+            found += [f"{path.relative_to(ROOT)}: {m.group(0)!r}" for m in pattern.finditer(text)]
+        if path.suffix == ".md":  # in prose, "session" is a day of work on the project
+            found += [f"{path.relative_to(ROOT)}: 'session'" for _ in re.finditer(r"\b[Ss]essions?\b", text)]
+    assert found == []
