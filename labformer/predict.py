@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,8 @@ def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: b
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} not found") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read {name}: {error}") from None
+        reason = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", str(error))  # never a Python object's address
+        raise ValueError(f"cannot read {name}: {reason}") from None
     if channels == 1 and mnist_style:
         return torch.from_numpy(_mnist_like(np.asarray(picture), size))[None]
     resized = np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)

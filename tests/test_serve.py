@@ -159,6 +159,7 @@ def test_bad_images_get_a_4xx_that_names_the_problem(client, body, content_type,
     answer = predict(client, body, content_type)
     assert answer.status_code == status
     assert message in answer.json()["error"]
+    assert " at 0x" not in answer.json()["error"]  # no Python object's address reaches a user
     assert client.get("/api/health").status_code == 200  # it keeps answering
 
 
