@@ -8,11 +8,18 @@ __all__ = ["resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" (CUDA if available, else CPU), "cpu" or "cuda"; a clear error when CUDA is missing."""
+    """ "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N" (the N-th GPU); a clear error when
+    that GPU is missing, and for Apple's "mps", which labformer does not support."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {name!r}")
+    if name == "mps":
+        raise ValueError("--device mps (Apple GPUs) is not supported: labformer runs on the CPU or a CUDA GPU; "
+                         "pass --device cpu")  # fmt: skip
+    index = name.removeprefix("cuda:")
+    if name != "cpu" and name != "cuda" and not (name.startswith("cuda:") and index.isdigit()):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was asked for but no CUDA GPU is available on this machine")
+    if name.startswith("cuda:") and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     return torch.device(name)

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["DEVICE_HELP", "RUNTIME", "add_config_flags", "picked", "shown_default"]
 
-DEVICE_HELP = "auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda (default: auto)"
+DEVICE_HELP = "auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N (default: auto)"
 
 # The settings a resumed run may take from its new invocation (everything else comes from config.json);
 # "--amp auto" and "--muon-precision auto" (the defaults) keep the saved precisions.
