@@ -59,7 +59,10 @@ def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
     _, chosen, _ = served
     assert chosen == {"vit": PRETRAINED / "digits", "gpt": PRETRAINED / "text"}
     health = client.get("/api/health").json()
-    assert health["digits"]["run_dir"] == str(PRETRAINED / "digits")
+    assert health["digits"]["name"] == "shipped digits model" and health["text"]["name"] == "shipped text model"
+    assert health["digits"]["summary"] == "98.70 % test accuracy on MNIST"  # the float16 weights' (recomputed below)
+    assert health["text"]["summary"] == "validation loss 1.452 nats/character (the whole validation split)"
+    assert str(PRETRAINED.parent) not in json.dumps(health)  # no path of the server's disk
     assert health["digits"]["metrics"] == json.loads((PRETRAINED / "digits" / "metrics.json").read_text())
     assert health["digits"]["classes"] == [str(i) for i in range(10)]
     assert (health["digits"]["layers"], health["digits"]["heads"], health["digits"]["grid"]) == (3, 4, 4)
@@ -262,7 +265,8 @@ def test_pages_and_their_files_are_all_served_locally(client):
 def test_the_lab_page_shows_the_report_once_it_exists(served, client):
     _, _, lab = served
     answer = client.get("/api/lab").json()
-    assert not answer["available"] and f"labformer lab all --out {lab}" in answer["message"]
+    assert not answer["available"] and f"labformer lab all --out {lab.name}" in answer["message"]
+    assert str(lab.parent) not in answer["message"]  # the folder by name, never a path of the disk
     (lab / "report.html").write_text("<h1>Lab 8</h1><img src='attention.png'>")
     answer = client.get("/api/lab").json()
     assert answer["available"] and client.get(answer["report"]).text.startswith("<h1>Lab 8")

@@ -3,7 +3,7 @@
 Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the GPT write and attend),
 ``/lab`` (the ``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
 
-- ``GET /api/health``: the models served, their run directories and metrics.
+- ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its metrics.
 - ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
   picture with no ink), probabilities, the 28×28 input
   and the class token's attention per layer and head, with the rollout.
@@ -154,11 +154,11 @@ def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path 
 
     def lab_state() -> dict[str, Any]:
         available = lab_dir is not None and (lab_dir / "report.html").is_file()
-        where = lab_dir or Path("lab-report")
+        where = (lab_dir or Path("lab-report")).name  # the folder's name: never a path of the server's disk
         message = (
-            f"the report in {where}"
+            f"the report in {where}/"
             if available
-            else f"no lab report in {where}: build it with `labformer lab all --out {where}`, then reload"
+            else f"no lab report in {where}/: build it with `labformer lab all --out {where}`, then reload"
         )
         return {"available": available, "report": "/lab/report/report.html" if available else None, "message": message}
 

@@ -59,6 +59,31 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     return io.read_json(path, "metrics") if path.is_file() else {}
 
 
+DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "folder": "its test images"}
+
+
+def run_name(run_dir: Path) -> str:
+    """How a page names a served run: "shipped digits model" / "shipped text model" for the models in the
+    package, else the run folder's name — never a path of the server's disk."""
+    for shipped, name in (("digits", "shipped digits model"), ("text", "shipped text model")):
+        if Path(run_dir).resolve() == (PRETRAINED / shipped).resolve():
+            return name
+    return Path(run_dir).resolve().name
+
+
+def run_summary(metrics: dict[str, Any], run: dict[str, Any]) -> str:
+    """What a served model reaches, in words: "98.70 % test accuracy on MNIST" or "validation loss 1.452
+    nats/character (the whole split)". The shipped models' numbers are those of their float16 weights."""
+    numbers = {**metrics, **metrics.get("shipped", {})}
+    if run["kind"] == "vit":
+        accuracy = numbers.get("test_accuracy")
+        where = DATASETS.get(run.get("train", {}).get("dataset"), "its test images")
+        return f"{accuracy * 100:.2f} % test accuracy on {where}" if accuracy is not None else "not evaluated yet"
+    loss = numbers.get("val_loss_full", numbers.get("val_loss"))
+    split = "the whole validation split" if "val_loss_full" in numbers else "the validation batches"
+    return f"validation loss {loss:.3f} nats/character ({split})" if loss is not None else "not evaluated yet"
+
+
 class DigitModel:
     """A ViT run that classifies digits (or any images): prediction, probabilities, attention."""
 
@@ -76,10 +101,11 @@ class DigitModel:
         self.grid = model.config.image_size // model.config.patch_size
 
     def describe(self) -> dict[str, Any]:
-        config = self.model.config
+        config, metrics = self.model.config, _metrics(self.run_dir)
         return {
-            "run_dir": str(self.run_dir),
-            "metrics": _metrics(self.run_dir),
+            "name": run_name(self.run_dir),
+            "summary": run_summary(metrics, self.run),
+            "metrics": metrics,
             "classes": self.run["classes"],
             "layers": config.depth,
             "heads": config.num_heads,
@@ -132,10 +158,11 @@ class TextModel:
         self.tokenizer = CharTokenizer(io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary"))
 
     def describe(self) -> dict[str, Any]:
-        config = self.model.config
+        config, metrics = self.model.config, _metrics(self.run_dir)
         return {
-            "run_dir": str(self.run_dir),
-            "metrics": _metrics(self.run_dir),
+            "name": run_name(self.run_dir),
+            "summary": run_summary(metrics, self.run),
+            "metrics": metrics,
             "layers": config.depth,
             "heads": config.num_heads,
             "block_size": config.block_size,

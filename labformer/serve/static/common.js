@@ -11,7 +11,6 @@
  *   LF.colormap(name, t)          [r, g, b] of a perceptual colour map ("viridis" | "inferno") at t in [0, 1]
  *   LF.drawLegend(canvas, name)   paint a horizontal colour bar
  *   LF.el(tag, attrs, children)   small DOM builder that never uses innerHTML
- *   LF.describeMetrics(metrics)   short "key value" summary of a run's metrics
  */
 "use strict";
 
@@ -199,25 +198,6 @@
     return node;
   }
 
-  /**
-   * A short, readable summary of a run's metrics: numeric values only, at most `limit` of them,
-   * fractions in [0, 1] named like accuracies shown as percentages.
-   */
-  function describeMetrics(metrics, limit = 4) {
-    if (!metrics || typeof metrics !== "object") return "";
-    const parts = [];
-    for (const [key, value] of Object.entries(metrics)) {
-      if (typeof value !== "number" || !Number.isFinite(value)) continue;
-      let shown;
-      if (/acc/i.test(key) && value >= 0 && value <= 1) shown = `${(value * 100).toFixed(2)} %`;
-      else if (Number.isInteger(value)) shown = String(value);
-      else shown = value.toPrecision(4);
-      parts.push(`${key.replace(/_/g, " ")} ${shown}`);
-      if (parts.length >= limit) break;
-    }
-    return parts.join(" · ");
-  }
-
   /** Size a canvas's pixel buffer to its CSS size times the device pixel ratio (capped at 3). */
   function fitCanvas(canvas, cssWidth, cssHeight) {
     const dpr = clamp(window.devicePixelRatio || 1, 1, 3);
@@ -264,7 +244,6 @@
     clamp,
     maxOf,
     el,
-    describeMetrics,
     fitCanvas,
   });
 })();

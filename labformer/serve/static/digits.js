@@ -656,8 +656,7 @@
     if (Number.isInteger(digits.layers) && Number.isInteger(digits.heads)) {
       buildHeads(digits.layers, digits.heads);
     }
-    const metrics = LF.describeMetrics(digits.metrics);
-    modelInfo.textContent = `Model: ${digits.run_dir}${metrics ? ` — ${metrics}` : ""}`;
+    modelInfo.textContent = `Model: ${digits.name} — ${digits.summary}`;
     setEnabled(true);
     LF.setStatus("Draw a digit on the black pad (or drop an image on it).", "info");
   }

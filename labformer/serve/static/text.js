@@ -542,9 +542,8 @@
     blockSize = Number.isInteger(text.block_size) ? text.block_size : 0;
     if (Number.isInteger(text.layers) && Number.isInteger(text.heads)) ensureShape(text.layers, text.heads);
     drawHeadGrid();
-    const metrics = LF.describeMetrics(text.metrics);
     const context = blockSize ? ` — sees ${blockSize} characters at a time` : "";
-    modelInfo.textContent = `Model: ${text.run_dir}${context}${metrics ? ` — ${metrics}` : ""}`;
+    modelInfo.textContent = `Model: ${text.name}${context} — ${text.summary}`;
     enabled = true;
     updateControls();
     LF.setStatus("Ready. Press Generate (or Ctrl+Enter in the prompt), or click a character of the prompt.", "info");
