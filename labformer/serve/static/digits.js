@@ -319,7 +319,11 @@
       } else {
         render(data);
         const p = Math.max(...data.probabilities);
-        LF.setStatus(`The model reads a “${data.prediction}” (${(p * 100).toFixed(1)} % sure).`, "ok");
+        LF.setStatus(
+          `The model reads a “${data.prediction}” (${(p * 100).toFixed(1)} % sure). ` +
+            "Below: what each attention head of each layer looked at.",
+          "ok",
+        );
       }
     } catch (err) {
       LF.showError(err, "Prediction failed");
