@@ -238,8 +238,8 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, mnist_dir):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--dataset", "svhn"], "unknown dataset 'svhn'"),
-        (["train", "--preset", "huge"], "unknown preset 'huge'"),
+        (["train", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
+        (["train", "--device", "mps"], r"--device mps \(Apple GPUs\) is not supported"),
         (["train", "--patch-size", "5"], r"--patch-size \(5\) must divide --image-size \(28\)"),
         (["train", "--dim", "30", "--heads", "4"], r"--num-heads \(4\) must divide --dim \(30\)"),
         (["train", "--lr", "0"], "lr must be positive; got 0.0"),
@@ -338,7 +338,9 @@ def test_checkpoint_of_another_shape_is_refused(vit_run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--device", "tpu"], r"labformer train vit: error: argument --device: invalid choice: 'tpu'"),
+        (["train", "--dataset", "svhn"], r"labformer train vit: error: argument --dataset: invalid choice: 'svhn'"),
+        (["train", "--preset", "huge"], r"labformer train vit: error: argument --preset: invalid choice: 'huge'"),
+        (["train", "gpt", "--preset", "gpu"], r"labformer train gpt: error: argument --preset: invalid choice: 'gpu'"),
         (["train", "gpt", "--iters", "many"], r"labformer train gpt: error: argument --iters: invalid int value"),
         (["train", "--no-such-flag"], r"labformer: error: unrecognized arguments: --no-such-flag"),
     ],

@@ -177,7 +177,7 @@ def test_resume_gives_the_same_model(corpus, tmp_path, model_extra, train_extra)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "gpt", "--preset", "gpu"], "unknown preset 'gpu'"),
+        (["train", "gpt", "--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N; got 'cuda:x'"),
         (["train", "gpt", "--dim", "30", "--heads", "4"], r"--num-heads \(4\) must divide --dim \(30\)"),
         (["train", "gpt", "--text", "/nonexistent.txt"], "text file /nonexistent.txt not found"),
         (["train", "gpt", "--iters", "0"], "iters must be a positive integer; got 0"),

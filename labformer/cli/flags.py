@@ -8,9 +8,11 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from labformer.device import DEVICE_HELP as DEVICE_CHOICES
+
 __all__ = ["DEVICE_HELP", "RUNTIME", "add_config_flags", "picked", "shown_default"]
 
-DEVICE_HELP = "auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N (default: auto)"
+DEVICE_HELP = f"{DEVICE_CHOICES} (default: auto)"
 
 # The settings a resumed run may take from its new invocation (everything else comes from config.json);
 # "--amp auto" and "--muon-precision auto" (the defaults) keep the saved precisions.

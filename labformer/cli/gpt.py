@@ -25,7 +25,7 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
         help="train the character GPT on Tiny Shakespeare (or --text FILE)",
         description="Train a character-level GPT. Every setting overrides the preset's value.",
     )
-    parser.add_argument("--preset", default="cpu", help=f"{' | '.join(PRESETS)} (default: cpu)")
+    parser.add_argument("--preset", default="cpu", choices=list(PRESETS), help=f"{' | '.join(PRESETS)} (default: cpu)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-gpt)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

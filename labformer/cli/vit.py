@@ -24,9 +24,12 @@ def add_vit_parser(sub: argparse._SubParsersAction) -> None:
         "overrides the preset's value.",
     )
     parser.add_argument(
-        "--dataset", default="mnist", help="mnist | cifar10 | folder (any labelled folder or tar: --data-dir)"
+        "--dataset", default="mnist", choices=["mnist", "cifar10", "folder"],
+        help="mnist | cifar10 | folder (any labelled folder or tar: --data-dir) (default: mnist)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--preset", default="fast", choices=list(PRESETS), help=f"{' | '.join(PRESETS)} (default: fast)"
     )
-    parser.add_argument("--preset", default="fast", help=f"{' | '.join(PRESETS)} (default: fast)")
     parser.add_argument("--out", help="run directory (default: runs/<timestamp>-vit-<dataset>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

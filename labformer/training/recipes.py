@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from labformer.config import JsonConfig, require_non_negative, require_positive_ints, setting
+from labformer.device import DEVICE_HELP, check_device_name
 from labformer.models.gpt import GPTConfig
 from labformer.models.vit import ViTConfig
 from labformer.training.runtime import AMP_HELP, MUON_PRECISION_HELP
@@ -59,13 +60,14 @@ class ClassifyConfig(JsonConfig):
     val_size: float = setting(5000, "validation images carved from train: a count, or below 1 a fraction")
     train_size: int | None = setting(None, "use only this many training images (quick runs, tests)")
     seed: int = setting(0, "seeds the weights, the validation split and the data order")
-    device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
+    device: str = setting("auto", DEVICE_HELP)
     amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
     compile: bool = setting(False, "torch.compile the model")
     eval_batch_size: int = setting(1024, "images per batch when scoring")
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at epoch ends only)")
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)
         require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
@@ -230,7 +232,7 @@ class LanguageConfig(JsonConfig):
     eval_interval: int = setting(250, "steps between evaluations (and checkpoints)")
     eval_iters: int = setting(50, "batches per split in each evaluation")
     seed: int = setting(1337, "seeds the weights and the batches")
-    device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto = CUDA if available, else CPU")
+    device: str = setting("auto", DEVICE_HELP)
     amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
     compile: bool = setting(False, "torch.compile the model")
     checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at each evaluation only)")
@@ -240,6 +242,7 @@ class LanguageConfig(JsonConfig):
     )
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)
         require_positive_ints(
             iters=self.iters, batch_size=self.batch_size, eval_interval=self.eval_interval, eval_iters=self.eval_iters
         )
