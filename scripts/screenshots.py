@@ -31,23 +31,31 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 SEVEN = [(70, 50), (210, 50), (120, 240)]  # one stroke, in the pad's 280 × 280 coordinates
 
 
-def start_server(lab_dir: Path):  # noqa: ANN201 - (uvicorn.Server, base URL)
+def serve_in_thread(app) -> tuple:  # noqa: ANN001 - a Starlette app; returns (uvicorn.Server, base URL)
+    """``app`` on a free local port (uvicorn in a daemon thread); fails after 60 s instead of hanging."""
     import uvicorn
 
-    from labformer.serve import load_app
-
-    app, chosen = load_app([], lab_dir=lab_dir, runs_root=lab_dir / "no-runs")  # the shipped models
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
-        if time.monotonic() > deadline:
-            raise SystemExit("the server did not start within 60 s")
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start within 60 s")
         time.sleep(0.05)
     return server, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
 
 
-def stroke(page, points: list[tuple[float, float]]) -> None:
+def start_server(lab_dir: Path) -> tuple:
+    """The shipped models (no run directory, none under runs/) and the report in ``lab_dir``, served."""
+    from labformer.serve import load_app
+
+    app, _ = load_app([], lab_dir=lab_dir, runs_root=lab_dir / "no-runs")
+    return serve_in_thread(app)
+
+
+def stroke(page, points: list[tuple[float, float]]) -> None:  # noqa: ANN001 - a Playwright page
+    """A mouse stroke through ``points`` given in the pad's 280×280 coordinates."""
     box = page.locator("#pad").bounding_box()
     sx, sy = box["width"] / 280, box["height"] / 280
     page.mouse.move(box["x"] + points[0][0] * sx, box["y"] + points[0][1] * sy)
@@ -55,6 +63,15 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
     for x, y in points[1:]:
         page.mouse.move(box["x"] + x * sx, box["y"] + y * sy, steps=12)
     page.mouse.up()
+
+
+def generate(page, prompt: str, *, tokens: int, seed: int, temperature: float) -> None:  # noqa: ANN001
+    """Fills the text page's form and presses Generate (the characters then stream in)."""
+    page.fill("#prompt", prompt)
+    page.fill("#tokens", str(tokens))
+    page.fill("#seed", str(seed))
+    page.fill("#temperature", str(temperature))
+    page.click("#generate")
 
 
 def take(out: Path, chromium: str) -> list[Path]:
@@ -80,11 +97,7 @@ def take(out: Path, chromium: str) -> list[Path]:
 
         page.goto("/text")
         expect(page.locator("#model-info")).to_contain_text(health["text"]["summary"], timeout=15000)
-        page.fill("#prompt", "ROMEO:")
-        page.fill("#tokens", "120")
-        page.fill("#seed", "3")
-        page.fill("#temperature", "0.8")
-        page.click("#generate")
+        generate(page, "ROMEO:", tokens=120, seed=3, temperature=0.8)
         expect(page.locator("#output .char")).to_have_count(len("ROMEO:") + 120, timeout=60000)
         expect(page.locator("#generate")).to_be_enabled(timeout=15000)
         page.locator("#output .char").nth(60).click()

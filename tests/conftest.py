@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -150,22 +150,17 @@ def served(tmp_path_factory):
     return TestClient(app), chosen, lab
 
 
+def script(name: str):  # noqa: ANN201 - the module
+    """A module of ``scripts/`` (what the tests share with the tools that make the docs)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def live_server(served):
     """The app on a real port (uvicorn in a thread), for concurrent clients and the browser tests."""
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(served[0].app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:  # a server that cannot start fails the tests instead of hanging them
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start within 60 s")
-        threading.Event().wait(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+    server, url = script("screenshots").serve_in_thread(served[0].app)
+    yield url
     server.should_exit = True
-    thread.join(timeout=10)

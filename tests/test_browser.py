@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import needed_module
+from conftest import needed_module, script
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,6 +29,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 playwright = needed_module("playwright.sync_api")
+stroke = script("screenshots").stroke  # the mouse strokes that draw on the pad
+generate = script("screenshots").generate  # the text page's form, filled and sent
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +56,6 @@ def screenshot(page, tmp_path: Path, name: str) -> None:
     """A full-page picture in the test's folder, to look at when a test fails (the docs' pictures are made
     by ``scripts/screenshots.py``)."""
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-
-
-def stroke(page, points: list[tuple[float, float]]) -> None:
-    """A mouse stroke through ``points`` given in the pad's 280×280 coordinates."""
-    box = page.locator("#pad").bounding_box()
-    sx, sy = box["width"] / 280, box["height"] / 280
-    page.mouse.move(box["x"] + points[0][0] * sx, box["y"] + points[0][1] * sy)
-    page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(box["x"] + x * sx, box["y"] + y * sy, steps=12)
-    page.mouse.up()
 
 
 def test_drawing_a_digit_shows_the_prediction_and_every_head(page, tmp_path):
@@ -114,11 +105,7 @@ def test_choosing_an_image_file_predicts_it(page, tmp_path):
 def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, tmp_path):
     expect = playwright.expect
     page.goto("/text")
-    page.fill("#prompt", "ROMEO:")
-    page.fill("#tokens", "60")
-    page.fill("#seed", "3")
-    page.fill("#temperature", "0.8")
-    page.click("#generate")
+    generate(page, "ROMEO:", tokens=60, seed=3, temperature=0.8)
     expect(page.locator("#output .char")).to_have_count(len("ROMEO:") + 60, timeout=30000)
     shown = "".join(page.locator("#output .char").all_text_contents())
     request = {"prompt": "ROMEO:", "tokens": 60, "temperature": 0.8, "top_k": None, "seed": 3}
