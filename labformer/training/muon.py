@@ -41,7 +41,7 @@ def orthogonalise(
     if matrix.dim() != 2:
         raise ValueError(f"orthogonalise takes a 2-D matrix; got shape {tuple(matrix.shape)}")
     a, b, c = coefficients
-    x = matrix.to(dtype)
+    x = matrix.to(dtype, copy=True)  # a copy even in float32: the input (a momentum buffer) is never changed
     tall = matrix.size(0) > matrix.size(1)
     if tall:
         x = x.T  # iterate on the wide side: the Gram matrix is the smaller one
