@@ -28,10 +28,9 @@ from torch import nn
 
 from labformer.data.text import load_text
 from labformer.models.gpt import GPT, GPTConfig
-from labformer.training.language import LanguageTask
-from labformer.training.optim import Schedule, build_optimizer
+from labformer.training.language import LanguageTask, gpt_optimizer
+from labformer.training.optim import Schedule
 from labformer.training.recipes import GPT_PRESETS, LanguageConfig
-from labformer.training.runtime import resolve_muon_precision
 from labformer.training.trainer import Trainer
 
 
@@ -79,11 +78,7 @@ class ReferenceGPT(nn.Module):
 def trainer(model: nn.Module, data, config: LanguageConfig, block: int, run_dir: str) -> Trainer:
     """labformer's Trainer (what ``labformer train gpt`` runs) around any next-token model."""
     task = LanguageTask(model, data, config, block, torch.device("cpu"))
-    cpu = torch.device("cpu")
-    optimizer = build_optimizer(
-        model, config.lr, config.weight_decay, betas=(0.9, 0.99), kind=config.optimizer,
-        muon_precision=resolve_muon_precision(config.muon_precision, cpu),
-    )  # fmt: skip
+    optimizer = gpt_optimizer(model, config, torch.device("cpu"))
     schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
     return Trainer(
         task, optimizer, schedule, run_dir=Path(run_dir), device=torch.device("cpu"), grad_clip=config.grad_clip,

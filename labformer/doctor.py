@@ -8,6 +8,7 @@ are decided from facts by :mod:`labformer.training.runtime`; :func:`amp_choice` 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import sys
@@ -23,9 +24,10 @@ from torch import Tensor, nn
 from labformer.models.gpt import GPT, GPTConfig
 from labformer.models.vit import ViT
 from labformer.training.classify import preset_configs
+from labformer.training.language import gpt_optimizer
 from labformer.training.optim import build_optimizer
 from labformer.training.recipes import gpt_configs
-from labformer.training.runtime import autocast, cpu_info, muon_precision_choice, resolve_amp, resolve_muon_precision
+from labformer.training.runtime import autocast, cpu_info, muon_precision_choice, resolve_amp
 
 __all__ = [
     "SLOW",
@@ -152,10 +154,7 @@ def default_gpt_step(
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=vocab_size, **model_values)).to(device)
     tokens = torch.randint(0, vocab_size, (config.batch_size, model.config.block_size + 1), device=device)
-    chosen = build_optimizer(
-        model, config.lr, config.weight_decay, (0.9, 0.99), kind=config.optimizer,
-        muon_precision=resolve_muon_precision(muon_precision, device),
-    )  # fmt: skip
+    chosen = gpt_optimizer(model, dataclasses.replace(config, muon_precision=muon_precision), device)
     loss = lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())  # noqa: E731
     return TrainingStep(model, tokens[:, :-1], tokens[:, 1:], loss, chosen)
 
@@ -205,12 +204,14 @@ def run(device: torch.device, seconds: float = 5.0) -> dict[str, Any]:
     precisions = ["none", "bf16"] if device.type == "cpu" or report["cuda_bf16"] else ["none"]
     timings = [time_steps(step, p, share / len(precisions)) for p in precisions]
     report["vit_fast_step"] = {t.amp: {"ms": 1000 * t.seconds_per_step, "steps": t.steps} for t in timings}
-    gpt = time_steps(default_gpt_step(device), "none", share)
+    gpt_step = default_gpt_step(device)
+    gpt = time_steps(gpt_step, "none", share)
     report["gpt_default_step"] = {
         "ms": 1000 * gpt.seconds_per_step,
         "optimizer_ms": 1000 * gpt.optimizer_seconds,
         "steps": gpt.steps,
-        "tokens_per_second": 32 * 128 / gpt.seconds_per_step,
+        "batch": list(gpt_step.inputs.shape),
+        "tokens_per_second": gpt_step.inputs.numel() / gpt.seconds_per_step,
         "muon_precision": report["muon_precision_auto"],
     }
     muon = ["float32", "bf16"] if device.type == "cpu" or report["cuda_bf16"] else ["float32"]
@@ -272,9 +273,10 @@ def format_report(report: dict[str, Any]) -> str:
     auto = "float32" if report["amp_auto"] == "none" else "bf16"
     rows.append(("--amp auto", f"{auto}: {report['amp_auto_why']}"))
     gpt = report["gpt_default_step"]
+    batch = " x ".join(map(str, gpt["batch"]))
     rows.append((
         "GPT default step",
-        f"{gpt['ms']:.1f} ms ({gpt['tokens_per_second']:,.0f} tokens/s; batch 32 x 128, Muon in "
+        f"{gpt['ms']:.1f} ms ({gpt['tokens_per_second']:,.0f} tokens/s; batch {batch}, Muon in "
         f"{gpt['muon_precision']}, {gpt['steps']} steps), of which the optimiser {gpt['optimizer_ms']:.1f} ms",
     ))  # fmt: skip
     muon = report["muon_optimizer_step_ms"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 
 from labformer.cli.flags import RUNTIME, add_config_flags, picked
 
@@ -24,7 +25,7 @@ def add_vit_parser(sub: argparse._SubParsersAction) -> None:
         "overrides the preset's value.",
     )
     parser.add_argument(
-        "--dataset", default="mnist", choices=["mnist", "cifar10", "folder"],
+        "--dataset", default="mnist", choices=typing.get_args(typing.get_type_hints(ClassifyConfig)["dataset"]),
         help="mnist | cifar10 | folder (any labelled folder or tar: --data-dir) (default: mnist)",
     )  # fmt: skip
     parser.add_argument(

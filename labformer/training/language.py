@@ -27,7 +27,7 @@ from labformer.training.progress import Progress
 from labformer.training.recipes import GPT_PRESETS as PRESETS
 from labformer.training.recipes import LanguageConfig
 from labformer.training.recipes import gpt_configs as preset_configs
-from labformer.training.runtime import autocast, removed_if_empty_on_failure
+from labformer.training.runtime import autocast, removed_if_empty_on_failure, resolve_muon_precision
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "LanguageConfig",
     "LanguageTask",
     "estimate_loss",
+    "gpt_optimizer",
     "next_token_loss",
     "preset_configs",
     "train_language_model",
@@ -186,11 +187,7 @@ def train_language_model(
                 model_config = GPTConfig(**{**model_values, "vocab_size": len(data.tokenizer)})
             torch.manual_seed(config.seed)
             task = LanguageTask(GPT(model_config).to(device), data, config, model_config.block_size, device)
-            betas = (0.9, 0.99)
-            optimizer = build_optimizer(
-                task.model, config.lr, config.weight_decay, betas, kind=config.optimizer,
-                muon_precision=config.muon_precision,
-            )  # fmt: skip
+            optimizer = gpt_optimizer(task.model, config, device)
             schedule = Schedule(config.lr, config.iters, config.warmup_iters, "cosine", config.min_lr_ratio)
             trainer = Trainer.for_config(
                 task, optimizer, schedule, config, run_dir=run_dir, device=device, cluster=cluster, progress=progress,
@@ -206,6 +203,16 @@ def train_language_model(
             return trainer.finish()
 
     return run_on_cluster(config.device, train)
+
+
+def gpt_optimizer(model: nn.Module, config: LanguageConfig, device: torch.device) -> Any:  # noqa: ANN401
+    """The GPT's optimiser: ``config.optimizer`` (AdamW, or Muon for the layers' matrices and AdamW for the
+    rest) with its learning rate and weight decay, betas (0.9, 0.99), Muon's precision resolved for
+    ``device`` (a no-op when the run's config holds it resolved already)."""
+    return build_optimizer(
+        model, config.lr, config.weight_decay, (0.9, 0.99), kind=config.optimizer,
+        muon_precision=resolve_muon_precision(config.muon_precision, device),
+    )  # fmt: skip
 
 
 def next_token_loss(model: nn.Module, tokens: Tensor, targets: Tensor) -> Tensor:
