@@ -89,3 +89,22 @@ def test_the_performance_page_tables_are_the_json_results(profiles_benchmark):
         assert result["cpu"] and result["cpu_features"] and result["command"].startswith("python benchmarks/")
         assert set(result["profiles"]) == {"native", "avx2"}
         assert result["profiles"]["avx2"]["verified"]["aten"] == "AVX2"
+
+
+def test_the_readme_results_table_is_the_result_files():
+    """The README's results table is what `benchmarks/default_commands.py` writes from the recorded runs and
+    the presets' result files: no number in it is typed by hand."""
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling `cpu_profiles`
+    try:
+        spec = importlib.util.spec_from_file_location("default_commands", BENCHMARKS / "default_commands.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    readme = module.README.read_text()
+    block = readme.split(module.BEGIN, 1)[1].split(module.END, 1)[0]
+    assert block == f"\n{module.table()}\n"
+    records = [r for path in module.RECORDS.glob("*.json") for r in json.loads(path.read_text())]
+    recorded = {(r["command"], r["profile"]) for r in records}
+    assert recorded >= {("labformer train", "native"), ("labformer train gpt", "native")}
+    assert all(r["cpu"] and r["cpu_features"] and r["date"] and "metrics" in r for r in records)

@@ -2,12 +2,14 @@
 
 ``torch.optim.Muon`` always orthogonalises in bfloat16 (``grad.bfloat16()``). On a GPU that is the
 right choice; on a CPU without bfloat16 matrix units (most laptops: AVX2, no AVX-512 BF16 or AMX) a
-bfloat16 matrix product is emulated and one orthogonalisation of a (128, 512) momentum takes 27–40×
-longer than in float32, so the optimiser dominates a training step. This Muon is torch's algorithm,
-step for step — momentum, Nesterov, the quintic iteration and its coefficients, decoupled weight decay,
-the learning-rate adjustment — with ``precision`` "bf16" (torch's) or "float32". Its state dict has
-torch's layout (a ``momentum_buffer`` per matrix, the same group keys), so checkpoints of either load
-into the other; the precision is the optimiser's, set by the run's saved config, not by a checkpoint.
+bfloat16 matrix product is emulated: the GPT's Muon step took 25× longer in bf16 than in float32 under
+the AVX2 profile (``benchmarks/cpu_profiles.py``), so the optimiser dominated a training step.
+
+This Muon is torch's algorithm, step for step — momentum, Nesterov, the quintic iteration and its
+coefficients, decoupled weight decay, the learning-rate adjustment — with ``precision`` "bf16" (torch's)
+or "float32". Its state dict has torch's layout (a ``momentum_buffer`` per matrix, the same group keys),
+so checkpoints of either load into the other; the precision is the optimiser's, set by the run's saved
+config, not by a checkpoint.
 """
 
 from __future__ import annotations

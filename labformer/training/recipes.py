@@ -94,7 +94,7 @@ class ClassifyConfig(JsonConfig):
         )
 
 
-# Presets: (model overrides, training overrides). "fast": 98.7 % on MNIST in 65-151 s of a 2-core CPU;
+# Presets: (model overrides, training overrides). "fast": 98.7 % on MNIST in about a minute of a 2-core CPU;
 # "best": 99.5 % (about 40 minutes there); "lab": the lab outline's demonstration model and recipe;
 # "cifar" and "lab-cifar": photos (see below).
 VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

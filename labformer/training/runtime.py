@@ -40,7 +40,7 @@ AMP_HELP = (
 MUON_PRECISION_CHOICES = ("auto", "float32", "bf16")
 MUON_PRECISION_HELP = (
     "precision of Muon's Newton-Schulz orthogonalisation: auto = bf16 on CUDA GPUs, float32 on every CPU "
-    "(bf16 is emulated on CPUs without bf16 matrix units, 27-40x slower); decided once and saved"
+    "(bf16 is emulated on CPUs without bf16 matrix units, about 25x slower); decided once and saved"
 )
 
 
@@ -125,8 +125,8 @@ def resolve_muon_precision(precision: str, device: torch.device) -> str:
     """The dtype Muon orthogonalises in: "bf16" or "float32", decided from facts only (never timed).
 
     "auto" is bf16 on CUDA (torch.optim.Muon's choice: tensor cores) and float32 on every CPU. Without
-    bfloat16 matrix units (AVX2 laptops) a bf16 Newton–Schulz of a (128, 512) matrix is 27–40× slower
-    than float32; with them (AMX-BF16) it is about as fast (0.85 against 1.0 ms), so bf16 gains nothing
+    bfloat16 matrix units (AVX2 laptops) bf16 products are emulated: the GPT's Muon step took 25× longer in
+    bf16 than in float32 under the AVX2 profile; with them (AMX-BF16) it took the same time, so bf16 gains nothing
     end to end there either (``benchmarks/cpu_profiles.py``). An explicit "bf16" is taken as asked.
     """
     if precision not in MUON_PRECISION_CHOICES:
@@ -145,7 +145,7 @@ def muon_precision_choice(device: torch.device, cpu: CpuInfo | None = None) -> t
     if cpu.bf16_units:
         why = "float32 on every CPU: this CPU has bf16 units, but bf16 orthogonalisation is no faster end to end"
     else:
-        why = "float32 on every CPU: this CPU has no bf16 matrix units, so bf16 would be emulated (27-40x slower)"
+        why = "float32 on every CPU: this CPU has no bf16 matrix units, so bf16 would be emulated (about 25x slower)"
     return precision, why
 
 
