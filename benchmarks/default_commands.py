@@ -121,6 +121,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--readme", action="store_true", help="only rewrite the README's table")
     args = parser.parse_args()
+    for flag, given, known in (("--commands", args.commands, COMMANDS), ("--profiles", args.profiles, PROFILES)):
+        unknown = sorted(set(given.split(",")) - set(known))
+        if unknown:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     if not args.readme:
         for command in args.commands.split(","):
             for profile in args.profiles.split(","):
