@@ -16,7 +16,8 @@ import statistics
 from collections.abc import Callable, Iterator
 
 import torch
-from timing import machine_line, median_seconds, print_table
+from report import Report
+from timing import median_seconds
 
 from labformer.attention import MultiHeadAttention
 from labformer.doctor import default_gpt_step, fast_vit_step, time_steps
@@ -113,9 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per model and precision")
     args = parser.parse_args()
-    print(machine_line() + "\n")
-    print_table(["width", "float32 GFLOP/s", "bf16 GFLOP/s", "bf16 speed-up"], matmul_sweep())
-    print()
+    report = Report("amp")
+    headers = ["width", "float32 GFLOP/s", "bf16 GFLOP/s", "bf16 speed-up"]
+    report.table("Matrix products, float32 against bf16.", headers, matmul_sweep())
     cpu = torch.device("cpu")
     rows = []
     for name, step, items in (
@@ -131,13 +132,16 @@ def main() -> None:
                 f"{fp32.seconds_per_step / bf16.seconds_per_step:.2f}x",
             ]
         )
-    print_table(["model (training step)", "float32 items/s", "bf16 items/s", "bf16 speed-up"], rows)
-    print()
-    print_table(
+    report.table("Whole training steps under bf16 autocast.",
+                 ["model (training step)", "float32 items/s", "bf16 items/s", "bf16 speed-up"], rows)  # fmt: skip
+    report.table(
+        "Mixed policies: bf16 only in some blocks, the rest in float32 (speed-ups over float32, same run).",
         ["model (training step)", "float32 items/s", "all bf16", *(f"bf16 {name}" for name in POLICIES)],
         policy_rows(args.seconds),
     )
-    print(f"\n--amp auto on this CPU: {resolve_amp('auto', cpu)} (float32 on every CPU; bf16 on CUDA GPUs with bf16)")
+    report.note(f"`--amp auto` on this CPU: {resolve_amp('auto', cpu)} (float32 on every CPU; bf16 on CUDA GPUs "
+                "with bf16).")  # fmt: skip
+    report.save()
 
 
 if __name__ == "__main__":

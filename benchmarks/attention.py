@@ -13,7 +13,8 @@ import argparse
 import itertools
 
 import torch
-from timing import interleaved_medians, machine_line, print_table
+from report import Report
+from timing import interleaved_medians
 from torch import nn
 
 from labformer import EncoderLayer, MultiHeadAttention, record_attention
@@ -83,10 +84,19 @@ def main() -> None:
             if not ok:
                 misses.append(rows[-1])
             print(" ".join(map(str, rows[-1])), flush=True)
-    print(f"\n{machine_line()}; batch {batch}, float32\n")
+    report = Report("attention")
     headers = ["module", "tokens", "dim", "heads", "mode", "labformer ms", "torch ms", "ratio", "target", "met"]
-    print_table(headers, rows)
-    print(f"\n{len(rows) - len(misses)}/{len(rows)} rows meet their target")
+    report.table(f"Median milliseconds per call, batch {batch}, float32; ratio = labformer / torch.", headers, rows)
+    met = len(rows) - len(misses)
+    worst = max(misses, key=lambda r: float(r[7]) / float(r[8].removeprefix("≤ ")), default=None)
+    gap = (
+        f"{len(misses)} rows over; the furthest: {worst[0]} {worst[4]}, {worst[1]} tokens, dim {worst[2]}, "
+        f"{worst[3]} heads at {worst[7]} ({worst[8]})"
+        if worst
+        else ""
+    )
+    report.target("every row within its ratio to torch.nn", f"{met} of {len(rows)} rows", not misses, gap)
+    report.save()
 
 
 if __name__ == "__main__":

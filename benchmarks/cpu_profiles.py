@@ -19,8 +19,8 @@ and the GPT with Muon in bf16 (``torch.optim.Muon``'s precision), each with its 
 
 A default whose step slows down under the AVX2 profile by clearly more (``DEFECT_FACTOR``) than the float32
 matrix product does is a defect: the table's last lines say whether there is one. The result goes to
-``benchmarks/results/cpu_profiles/<cpu>.json`` (machine, versions, command, date), and ``--page``
-writes the performance page's tables (``docs/performance.md``) from every such file.
+``benchmarks/results/cpu_profiles/<cpu>.json`` (machine, versions, command, date), which
+``scripts/performance_page.py`` shows on the docs' performance page.
 
 What the emulation does not capture: the caches, memory bandwidth, clock and core count stay this
 server's; AVX2 code runs on this core's execution units (a Zen 3's or a laptop's differ), and libraries
@@ -43,10 +43,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import slug
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cpu_profiles"
-PAGE = ROOT / "docs" / "performance.md"
-BEGIN, END = "<!-- cpu_profiles:begin -->", "<!-- cpu_profiles:end -->"
 
 PROFILES: dict[str, dict[str, str]] = {
     "native": {},
@@ -174,16 +174,11 @@ def verdicts(native: dict[str, Any], avx2: dict[str, Any]) -> list[dict[str, Any
     return rows
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model and round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the profiles (medians)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--page", action="store_true", help="only rewrite docs/performance.md's tables from the JSON")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,8 +191,6 @@ def main() -> None:
             torch.set_num_threads(args.threads)
         print(json.dumps(measure(args.steps)))
         return None
-    if args.page:
-        return write_page()
     import torch
 
     from labformer.training.runtime import cpu_info
@@ -278,19 +271,6 @@ def render(result: dict[str, Any]) -> str:
             f"for the float32 product: {state} (limit {DEFECT_FACTOR}× the product's)."
         )
     return "\n".join(lines)
-
-
-def write_page() -> None:
-    """Replaces the performance page's block between the markers with every result file's rendering."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    text = PAGE.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{PAGE.relative_to(ROOT)} has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    body = "\n\n".join(render(result) for result in results)
-    PAGE.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-    print(f"{PAGE.relative_to(ROOT)}: {len(results)} table(s) from {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cpu_profiles import PROFILES, slug
+from cpu_profiles import PROFILES
+from report import short_cpu, slug
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -68,11 +69,6 @@ def record(result: dict[str, Any]) -> Path:
     return path
 
 
-def short_cpu(record: dict[str, Any]) -> str:
-    name = "Intel Xeon" if "Xeon" in record["cpu"] else record["cpu"]
-    return f"{name} ({record['cpu_features'].split(', ')[-1]}{', AVX2 profile' if record['profile'] == 'avx2' else ''})"
-
-
 def table() -> str:
     """The README's results table, from the recorded files."""
     records = [r for path in sorted(RECORDS.glob("*.json")) for r in json.loads(path.read_text())]
@@ -89,19 +85,21 @@ def table() -> str:
         else:
             reached = " / ".join(sorted({f"{r['metrics']['val_loss_full']:.3f}" for r in runs}))
             reached += " nats/character (whole validation split)"
+        machines = "; ".join(sorted({short_cpu(r["cpu"], r["cpu_features"], r["profile"] == "avx2") for r in runs}))
         rows.append((f"`{preset}` {label} (`{command}`)", reached, f"{min(seconds):.0f}–{max(seconds):.0f} s",
-                     "; ".join(sorted({short_cpu(r) for r in runs})), max(r["date"] for r in runs)))  # fmt: skip
+                     machines, max(r["date"] for r in runs)))  # fmt: skip
+    recorded = {entry["path"]: entry for entry in json.loads((RESULTS / "runs.json").read_text())["runs"]}
     best = json.loads((RESULTS / "best-cpu" / "metrics.json").read_text())
     cifar = json.loads((RESULTS / "cifar-cpu" / "metrics.json").read_text())
     gpu = next(r for r in json.loads((RESULTS / "h200-lab-cifar.json").read_text()) if r["preset"] == "lab-cifar")
-    rows += [
-        ("`best` ViT, MNIST", f"{best['test_accuracy'] * 100:.2f} %", f"{best['train_seconds'] / 60:.0f} min",
-         "Intel Xeon (AMX-BF16)", "2026-11-26"),
-        ("`cifar` ViT, CIFAR-10", f"{cifar['test_accuracy'] * 100:.2f} %", f"{cifar['train_seconds'] / 60:.0f} min",
-         "Intel Xeon (AMX-BF16)", "2026-11-26"),
-        ("`lab-cifar` ViT, CIFAR-10, the lab's model", f"{gpu['metrics']['test_accuracy'] * 100:.2f} %",
-         f"{gpu['metrics']['train_seconds']:.0f} s", "NVIDIA H200", "2026-11-26"),
-    ]  # fmt: skip
+    for label, metrics, time, path in (
+        ("`best` ViT, MNIST", best, f"{best['train_seconds'] / 60:.0f} min", "best-cpu"),
+        ("`cifar` ViT, CIFAR-10", cifar, f"{cifar['train_seconds'] / 60:.0f} min", "cifar-cpu"),
+        ("`lab-cifar` ViT, CIFAR-10, the lab's model", gpu["metrics"], f"{gpu['metrics']['train_seconds']:.0f} s",
+         "h200-lab-cifar.json"),
+    ):  # fmt: skip
+        entry = recorded[path]
+        rows.append((label, f"{metrics['test_accuracy'] * 100:.2f} %", time, entry["short"], entry["date"]))
     lines = ["| preset | what it reaches | training time | measured on | date |", "|---|---|---|---|---|"]
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timing import machine_line, print_table, train_steps_per_second
+from report import Report
+from timing import train_steps_per_second
 from torch import nn
 
 from labformer.data.text import load_text
@@ -105,10 +106,11 @@ def throughput(model: nn.Module, data, config: LanguageConfig, block: int, steps
         return config.batch_size * block * train_steps_per_second(trainer(model, data, short, block, run_dir))
 
 
-def generation_row(model: GPT, position: str) -> list[str]:
+def generation_row(model: GPT, position: str) -> tuple[list[str], float, float, bool]:
     """Tokens/s of 500 new tokens from a 1-token prompt with and without the cache; 3 interleaved rounds
     (cached, uncached, ...): batch-1 decoding is memory-bound, and a shared machine's memory bandwidth
-    drifts; the medians and the median of the per-round ratios are reported."""
+    drifts; the medians and the median of the per-round ratios are reported. Returns the table row, the
+    cached tokens/s, the ratio and whether both gave the same tokens."""
     prompt = torch.zeros(1, 1, dtype=torch.long)
     speeds: dict[bool, list[float]] = {True: [], False: []}
     tokens: dict[bool, torch.Tensor] = {}
@@ -122,7 +124,7 @@ def generation_row(model: GPT, position: str) -> list[str]:
     cached, uncached = statistics.median(speeds[True]), statistics.median(speeds[False])
     ratio = statistics.median(a / b for a, b in zip(speeds[True], speeds[False]))
     window = "the window jumps" if position != "rope" else "rope: the window slides"
-    return [
+    row = [
         f"generation tokens/s (lab model, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params, "
         f"block 256, batch 1, 500 new; median of 5; {window})",
         f"{cached:,.0f} with KV cache",
@@ -130,6 +132,7 @@ def generation_row(model: GPT, position: str) -> list[str]:
         f"{ratio:.1f}x",
         f"≥ 10x and ≥ 250/s; same tokens: {'yes' if same else 'NO'}",
     ]
+    return row, cached, ratio, same
 
 
 def main() -> None:
@@ -145,6 +148,7 @@ def main() -> None:
     data = load_text(args.text, block_size=256)
     vocab = len(data.tokenizer)
     rows = []
+    report = Report("gpt_shakespeare")
 
     def models(beyond_the_lab: bool = False):
         torch.manual_seed(0)
@@ -174,6 +178,8 @@ def main() -> None:
             "≥ 1.10",
         ]
     )
+    report.target("training tokens/s ≥ 1.10× the plain reference's (same run)", f"{ratio:.2f}×", ratio >= 1.10,
+                  f"by {1.10 - ratio:.2f}")  # fmt: skip
     ours, reference = models(beyond_the_lab=True)
     steps_hint = int(args.budget * reference_rate / (batch * block))
     timed = dataclasses.replace(recipe, iters=steps_hint, eval_interval=steps_hint, time_limit=args.budget)
@@ -195,12 +201,21 @@ def main() -> None:
     for position in ("learned", "rope"):
         torch.manual_seed(0)
         generator_model = GPT(GPTConfig(vocab_size=vocab, **{**lab_model, "position": position})).eval()
-        rows.append(generation_row(generator_model, position))
-    print(
-        f"\nGPT: {params:,} parameters, dim {dim}, depth {depth}, heads {heads}, block {block}, batch {batch}, "
-        f"AdamW {lr}, float32\n{machine_line()}\n"
+        row, cached, speedup, same = generation_row(generator_model, position)
+        rows.append(row)
+        met = speedup >= 10 and cached >= 250 and same
+        gaps = [f"{10 - speedup:.1f}× short of 10×"] if speedup < 10 else []
+        gaps += [f"{250 - cached:.0f} tokens/s short"] if cached < 250 else []
+        gaps += ["the tokens differ"] if not same else []
+        report.target(f"cached generation ≥ 10× uncached and ≥ 250 tokens/s ({position} positions)",
+                      f"{speedup:.1f}×, {cached:,.0f} tokens/s", met, "; ".join(gaps))  # fmt: skip
+    report.table(
+        f"GPT of {params:,} parameters (dim {dim}, depth {depth}, heads {heads}, block {block}), batch {batch}, "
+        f"AdamW {lr}, float32.",
+        ["measure", "labformer", "reference", "ratio", "target"],
+        rows,
     )
-    print_table(["measure", "labformer", "reference", "ratio", "target"], rows)
+    report.save()
     if not math.isfinite(ours_run["val_loss"]):
         raise SystemExit("labformer's loss diverged")
 

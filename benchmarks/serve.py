@@ -20,7 +20,7 @@ import time
 
 import httpx
 from PIL import Image
-from timing import machine_line, print_table
+from report import Report
 
 
 def free_port() -> int:
@@ -70,6 +70,7 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
                 assert answer.status_code == 200, answer.text
             times.sort()
+            predict_ms = statistics.median(times) * 1e3
             rows.append(["predict round trip (HTTP, 1 PNG)", f"{statistics.median(times) * 1e3:.1f} ms",
                          f"p90 {times[int(0.9 * len(times))] * 1e3:.1f} ms", "≤ 30 ms median"])  # fmt: skip
             direct = DigitModel(find_runs(args.run_dirs).get("vit"))
@@ -91,14 +92,21 @@ def main() -> None:
                         received += len(chunk)
                 assert received == 1000, received
                 speeds.append(received / (time.perf_counter() - started))
+            stream = statistics.median(speeds)
             rows.append(["text streaming (1,000 characters)", f"{statistics.median(speeds):,.0f} chars/s",
                          f"first after {statistics.median(first) * 1e3:.0f} ms", "≥ 200 chars/s"])  # fmt: skip
             health = client.get("/api/health").json()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"\nmodels: digits {health['digits']['run_dir']}, text {health['text']['run_dir']}\n{machine_line()}\n")
-    print_table(["measure", "median", "", "target"], rows)
+    report = Report("serve")
+    report.table(f"`labformer serve` over HTTP (digits: {health['digits']['name']}; text: {health['text']['name']}).",
+                 ["measure", "median", "", "target"], rows)  # fmt: skip
+    report.target("predict round trip ≤ 30 ms (median)", f"{predict_ms:.1f} ms", predict_ms <= 30,
+                  f"by {predict_ms - 30:.1f} ms")  # fmt: skip
+    report.target("text streaming ≥ 200 characters/s", f"{stream:,.0f} characters/s", stream >= 200,
+                  f"by {200 - stream:.0f} characters/s")  # fmt: skip
+    report.save()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import torch
 
 from labformer.models.vit import ViT, ViTConfig
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +76,31 @@ def test_a_default_that_slows_down_more_than_float32_products_is_a_defect(profil
     assert all(r["gemm_slowdown"] == pytest.approx(1.5) for r in rows)
 
 
-def test_the_performance_page_tables_are_the_json_results(profiles_benchmark):
-    """The performance page's block between the markers is exactly what the result files render: no
-    hand-copied number."""
-    results = sorted(profiles_benchmark.RESULTS.glob("*.json"))
-    assert results, "benchmarks/results/cpu_profiles/ holds no result"
-    text = profiles_benchmark.PAGE.read_text()
-    block = text.split(profiles_benchmark.BEGIN, 1)[1].split(profiles_benchmark.END, 1)[0]
-    rendered = "\n\n".join(profiles_benchmark.render(json.loads(p.read_text())) for p in results)
-    assert block == f"\n{rendered}\n"
-    for path in results:
-        result = json.loads(path.read_text())
-        assert result["cpu"] and result["cpu_features"] and result["command"].startswith("python benchmarks/")
-        assert set(result["profiles"]) == {"native", "avx2"}
-        assert result["profiles"]["avx2"]["verified"]["aten"] == "AVX2"
+def test_the_performance_page_is_the_result_files():
+    """docs/performance.md is exactly what scripts/performance_page.py renders from benchmarks/results/: no
+    number on it is typed by hand, and a new result is on the page only once the page is rebuilt."""
+    spec = importlib.util.spec_from_file_location("performance_page", ROOT / "scripts" / "performance_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.PAGE.read_text(encoding="utf-8") == module.render(), "run: python scripts/performance_page.py"
+
+
+def test_every_result_file_names_its_machine_command_and_date():
+    """Each benchmark's result file says what measured it: the CPU and its features, torch, the threads, the
+    command that reproduces it (a script in benchmarks/) and the date."""
+    runs = json.loads((BENCHMARKS / "results" / "runs.json").read_text())["runs"]
+    kept = {entry["path"] for entry in runs}  # training runs and GPU files, described in runs.json
+    files = [p for p in (BENCHMARKS / "results").glob("*/*.json") if p.parent.name not in kept]
+    assert len({p.parent.name for p in files}) >= 3
+    for path in files:
+        found = json.loads(path.read_text())
+        for record in found if isinstance(found, list) else [found]:
+            assert record["cpu"] and record["cpu_features"] and record["torch"] and record["date"], path
+            command = record["command"].split()
+            runs_a_script = command[0] == "python" and command[1].startswith("benchmarks/")
+            assert command[0] == "labformer" or (runs_a_script and (ROOT / command[1]).is_file()), path
+    for entry in runs:
+        assert (BENCHMARKS / "results" / entry["path"]).exists() and entry["machine"] and entry["date"]
 
 
 def test_the_readme_results_table_is_the_result_files():

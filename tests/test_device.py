@@ -18,8 +18,10 @@ def test_auto_and_cpu():
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("mps", "--device mps (Apple GPUs) is not supported: labformer runs on the CPU or a CUDA GPU; "
-                "pass --device cpu"),
+        (
+            "mps",
+            "--device mps (Apple GPUs) is not supported: labformer runs on the CPU or a CUDA GPU; pass --device cpu",
+        ),
         ("tpu", "--device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
         ("cuda:x", "--device must be auto, cpu, cuda or cuda:N; got 'cuda:x'"),
     ],
