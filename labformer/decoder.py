@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from labformer.attention import KVCache
 from labformer.encoder import _Layer, _Stack
 
 __all__ = ["Decoder", "DecoderLayer"]
@@ -47,6 +48,28 @@ class DecoderLayer(_Layer):
             return x + self._ff_block(self.norm3(x))
         x = self.norm1(x + self._sa_block(x, mask, key_mask, causal))
         x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_mask))
+        return self.norm3(x + self._ff_block(x))
+
+    def step(
+        self, x: Tensor, keys_values: tuple[Tensor, Tensor], cache: KVCache, memory_key_mask: Tensor | None = None
+    ) -> Tensor:
+        """One decoding step: the new tokens x (B, T, D) after those in ``cache`` (extended in place) attend
+        causally to themselves and to the memory's precomputed ``keys_values``
+        (:meth:`MultiHeadAttention.memory_keys_values`) -> (B, T, D); the same as :meth:`forward` on the
+        whole sequence, for the new positions."""
+
+        def self_block(h: Tensor) -> Tensor:
+            return self.dropout1(self.self_attn(h, causal=True, cache=cache))
+
+        def cross_block(h: Tensor) -> Tensor:
+            return self.dropout2(self.multihead_attn.attend_memory(h, keys_values, key_mask=memory_key_mask))
+
+        if self.norm_first:
+            x = x + self_block(self.norm1(x))
+            x = x + cross_block(self.norm2(x))
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + self_block(x))
+        x = self.norm2(x + cross_block(x))
         return self.norm3(x + self._ff_block(x))
 
     def _mha_block(self, x: Tensor, memory: Tensor, mask: Tensor | None, key_mask: Tensor | None) -> Tensor:

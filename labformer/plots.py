@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -15,15 +15,16 @@ from labformer.models.vit import vit_attention_maps
 from labformer.training.callbacks import Callback
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from labformer.data import ImageData
     from labformer.models.vit import ViT
     from labformer.training.classify import Evaluation
     from labformer.training.history import History
     from labformer.training.trainer import Trainer
 
-__all__ = ["ClassifierFigures", "CurveFigure", "attention_rollout", "plot_curves", "save_figure"]
+__all__ = [
+    "ClassifierFigures", "CurveFigure", "Seq2SeqFigures", "attention_rollout", "plot_cross_attention", "plot_curves",
+    "save_figure",
+]  # fmt: skip
 
 
 def save_figure(figure: Figure, path: Path) -> None:
@@ -154,3 +155,55 @@ class CurveFigure(Callback):
     def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         figure = plot_curves(trainer.history, [("loss", "train_loss", "val_loss")], x="step")
         save_figure(figure, trainer.run_dir / "curves.png")
+
+
+def _labels(text: str, end: bool) -> list[str]:
+    """A string's characters as tick labels (a space shown as "␣"), and the end token if ``end``."""
+    return [c if c != " " else "␣" for c in text] + (["</s>"] if end else [])
+
+
+def plot_cross_attention(examples: list[tuple[str, str, Any]]) -> Figure:
+    """For each (source, written, :class:`~labformer.models.seq2seq.Attention`): each output character
+    (rows, its end token last) over the source characters (columns), per decoder layer — the mean over
+    heads, then the sharpest head of each layer (the one whose rows put most weight on one character)."""
+    layers = examples[0][2].cross.shape[0]
+    columns = 2 * layers
+    height = sum(0.22 * (len(written) + 1) + 1.0 for _, written, _ in examples)
+    figure, axes = plt.subplots(len(examples), columns, figsize=(2.8 * columns, height), squeeze=False)
+    for row, (source, written, attention) in enumerate(examples):
+        cross = attention.cross.float().cpu()  # (layers, heads, T, S)
+        rows = _labels(written, cross.shape[2] > len(written))[: cross.shape[2]]
+        for layer in range(layers):
+            sharpest = int(cross[layer].max(-1).values.mean(-1).argmax())
+            for column, (heat, title) in enumerate(
+                (
+                    (cross[layer].mean(0), f"layer {layer + 1}, mean of heads"),
+                    (cross[layer, sharpest], f"layer {layer + 1}, head {sharpest + 1}"),
+                )  # fmt: skip
+            ):
+                axis = axes[row, 2 * layer + column]
+                axis.imshow(heat.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+                axis.set_xticks(range(len(source)), _labels(source, False), fontsize=6)
+                axis.set_yticks(range(len(rows)), rows, fontsize=6)
+                axis.set_title(title if row == 0 else "", fontsize=8)
+        axes[row, 0].set_ylabel(f"{source!r}\n→ {written}", fontsize=7)
+    figure.suptitle("cross-attention: each written character (rows) over the source (columns)")
+    figure.tight_layout()
+    return figure
+
+
+class Seq2SeqFigures(Callback):
+    """Draws curves.png (losses and validation exact match) and cross_attention.png (four test inputs)
+    when an encoder–decoder's training ends."""
+
+    def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        from labformer.training.translation import attention_examples
+
+        figure = plot_curves(trainer.history, [("loss", "train_loss", "val_loss")], x="step")
+        axis = figure.axes[-1].twinx()  # the learning rate's panel also shows the validation exact match
+        axis.plot(trainer.history.column("step"), trainer.history.column("val_exact"), color="tab:purple")
+        axis.set_ylabel("validation exact match", color="tab:purple")
+        save_figure(figure, trainer.run_dir / "curves.png")
+        task = trainer.task
+        examples = attention_examples(task.model, task.data, [s for s, _, _ in task.data.splits["test"][:4]])  # type: ignore[attr-defined]
+        save_figure(plot_cross_attention(examples), trainer.run_dir / "cross_attention.png")

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json`` (what model, how trained), ``model.safetensors`` (the best
 weights), ``checkpoint.safetensors`` (to resume from), ``history.json``/``history.csv``,
-``metrics.json`` and figures; a GPT run also ``vocab.json`` and ``sample.txt``.
+``metrics.json`` and figures; a GPT run also ``vocab.json`` and ``sample.txt``; a seq2seq run ``vocab.json``,
+``mistakes.md`` and ``cross_attention.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from labformer.config import JsonConfig
 from labformer.device import resolve_device
 from labformer.io import read_json, read_tensors
 from labformer.models.gpt import GPT, GPTConfig
+from labformer.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from labformer.models.vit import ViT, ViTConfig
 
 __all__ = [
@@ -38,15 +40,19 @@ MODEL = "model.safetensors"  # the best weights
 CHECKPOINT = "checkpoint.safetensors"  # model, optimiser, RNG states and progress, for --resume
 HISTORY = "history.json"  # one row per epoch or evaluation (also as history.csv)
 METRICS = "metrics.json"  # the final numbers and how the run ran
-VOCAB = "vocab.json"  # a GPT run's characters
+VOCAB = "vocab.json"  # a GPT run's characters; a seq2seq run's {"source": [...], "target": [...]}
 SAMPLE = "sample.txt"  # a GPT run's generated sample
 
 # Every kind of model a run can hold: its class and its config's class.
-KINDS: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {"vit": (ViT, ViTConfig), "gpt": (GPT, GPTConfig)}
+KINDS: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
+    "vit": (ViT, ViTConfig),
+    "gpt": (GPT, GPTConfig),
+    "seq2seq": (Seq2Seq, Seq2SeqConfig),
+}
 
 
 def build_model(kind: str, model_config: dict[str, Any]) -> nn.Module:
-    """A new model of ``kind`` ("vit" or "gpt") from the "model" part of a run's config."""
+    """A new model of ``kind`` ("vit", "gpt" or "seq2seq") from the "model" part of a run's config."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r} in {CONFIG}; expected one of {sorted(KINDS)}")
     model_class, config_class = KINDS[kind]
@@ -93,7 +99,8 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, di
 
 
 def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
-    """The trained model of ``run_dir`` (ViT or GPT) in eval mode; ``model.config`` is its config.
+    """The trained model of ``run_dir`` (ViT, GPT or encoder–decoder) in eval mode; ``model.config`` is its
+    config.
 
     Example:
         >>> model = labformer.load("runs/20261126-vit-mnist")  # doctest: +SKIP

@@ -70,6 +70,12 @@ class KVCache:
         self._length, self.seen = min(end, self.capacity), self.seen + new
         return self.k, self.v  # type: ignore[return-value]
 
+    def reorder(self, index: Tensor) -> None:
+        """Keeps the batch rows ``index`` (B',) of the held keys and values, in that order (beam search: each
+        surviving hypothesis takes its parent's cache)."""
+        if self._k is not None and self._v is not None:
+            self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+
     def causal_mask(self, num_new: int, device: torch.device) -> Tensor:
         """(T, past + T) boolean: new token i (at position past + i) may attend keys 0 … past + i.
 

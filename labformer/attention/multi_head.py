@@ -232,6 +232,33 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.extend(k, v)
         return self.out_proj(self._attend(q, k, v, mask, causal))
 
+    def memory_keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """A cross-attention's keys and values of ``memory`` (B, S, kdim): (B, H, S, hd) each, computed once
+        per input and reused by every decoding step (:meth:`attend_memory`)."""
+        B, S, _ = memory.shape
+        H, hd, D = self.num_heads, self.head_dim, self.dim
+        bias = self.in_proj_bias
+        if self.same_dims:
+            k, v = F.linear(memory, self.in_proj_weight[D:], None if bias is None else bias[D:]).chunk(2, -1)
+        else:
+            b_k, b_v = (None, None) if bias is None else bias.chunk(3)[1:]
+            k, v = F.linear(memory, self.k_proj_weight, b_k), F.linear(memory, self.v_proj_weight, b_v)
+        k, v = k.reshape(B, S, H, hd).transpose(1, 2), v.reshape(B, S, H, hd).transpose(1, 2)
+        return (self.k_norm(k) if self.k_norm is not None else k), v
+
+    def attend_memory(
+        self, query: Tensor, keys_values: tuple[Tensor, Tensor], *, key_mask: Tensor | None = None
+    ) -> Tensor:
+        """Cross-attention from ``query`` (B, T, dim) to keys and values from :meth:`memory_keys_values`
+        -> (B, T, dim); the same as ``forward(query, memory, memory, key_mask=key_mask)``."""
+        B, T, _ = query.shape
+        w_q = self.in_proj_weight[: self.dim] if self.same_dims else self.q_proj_weight
+        b_q = None if self.in_proj_bias is None else self.in_proj_bias[: self.dim]
+        q = F.linear(query, w_q, b_q).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_norm(q) if self.q_norm is not None else q
+        k, v = keys_values
+        return self.out_proj(self._attend(q, k, v, merge_masks(None, key_mask), False))
+
     def _position_and_norm(self, q: Tensor, k: Tensor, rope: Tensor | None) -> tuple[Tensor, Tensor]:
         """Projected heads (B, H, T|S, hd): QK-norm, then the rotary positions, if the layer has them."""
         if self.q_norm is not None and self.k_norm is not None:

@@ -1,4 +1,4 @@
-"""The ``labformer`` command: train, evaluate, predict, generate, lab, doctor.
+"""The ``labformer`` command: train, evaluate, predict, generate, translate, lab, doctor.
 
 Bad input (unknown names, impossible sizes, missing or corrupt files) prints one line on stderr and
 exits with code 2; Ctrl-C exits with 130 after the current checkpoint is safe.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from labformer.cli.flags import DEVICE_HELP
 from labformer.cli.gpt import add_gpt_parser
+from labformer.cli.seq2seq import add_seq2seq_parser
 from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
 
 __all__ = ["as_flags", "build_parser", "main", "option_names"]
@@ -91,12 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     models = train.add_subparsers(dest="model", metavar="MODEL")
     add_vit_parser(models)
     add_gpt_parser(models, commands)
+    add_seq2seq_parser(models, commands)
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="a ViT run: test accuracy, loss and confusion matrix; a GPT run: loss per character on --text FILE",
+        help="a ViT run: test accuracy, loss and confusion matrix; a GPT run: loss per character on --text FILE; "
+        "a seq2seq run: exact match on its held-out test pairs",
     )
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train` run directory (ViT or GPT)")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train` run directory (ViT, GPT or seq2seq)")
     evaluate.add_argument("--data-dir", help="ViT: the data set's files (default: the run's)")
     evaluate.add_argument("--text", help="GPT: any UTF-8 text file to score (default: the run's corpus)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")

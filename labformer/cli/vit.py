@@ -71,8 +71,14 @@ def evaluate(args: argparse.Namespace) -> None:
         from labformer.cli.gpt import evaluate_text
 
         return evaluate_text(model, args)
+    if run["kind"] == "seq2seq":
+        from labformer.cli.seq2seq import evaluate_pairs
+
+        if args.text or args.data_dir:
+            raise ValueError("a seq2seq run is scored on its held-out test split; --text and --data-dir do not apply")
+        return evaluate_pairs(args)
     if run["kind"] != "vit":
-        raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores vit and gpt runs")
+        raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores vit, gpt and seq2seq runs")
     if args.text:
         raise ValueError("--text scores GPT runs; for a ViT run pass --data-dir")
     from labformer.data import load_run_images

@@ -12,11 +12,13 @@ from typing import Any, Literal
 from labformer.config import JsonConfig, require_non_negative, require_positive_ints, setting
 from labformer.device import DEVICE_HELP, check_device_name
 from labformer.models.gpt import GPTConfig
+from labformer.models.seq2seq import Seq2SeqConfig
 from labformer.models.vit import ViTConfig
 from labformer.training.runtime import AMP_HELP, MUON_PRECISION_HELP
 
 __all__ = [
-    "GPT_PRESETS", "VIT_PRESETS", "ClassifyConfig", "LanguageConfig", "classify_config", "gpt_configs", "vit_configs"
+    "GPT_PRESETS", "SEQ2SEQ_PRESETS", "VIT_PRESETS", "ClassifyConfig", "LanguageConfig", "TranslationConfig",
+    "classify_config", "gpt_configs", "seq2seq_configs", "vit_configs",
 ]  # fmt: skip
 
 
@@ -303,3 +305,79 @@ def gpt_configs(preset: str, model_overrides: dict, train_overrides: dict) -> tu
     model_values = {**model_defaults, **model_overrides}
     GPTConfig(**{"vocab_size": 1, **model_values})  # validate now, before reading the corpus
     return model_values, LanguageConfig(**{**train_defaults, **train_overrides})
+
+
+@dataclass
+class TranslationConfig(JsonConfig):
+    """How the encoder–decoder is trained; stored in ``config.json`` under "train"."""
+
+    task: Literal["dates", "reverse", "pairs"] = setting(
+        "dates", "dates: dates written many ways -> ISO; reverse: letters -> their reverse; pairs: --data-file"
+    )
+    data_file: str | None = setting(None, "pairs: a UTF-8 file of source<TAB>target lines")
+    train_size: int = setting(100000, "dates and reverse: training pairs generated")
+    val_size: int = setting(2000, "validation pairs (pairs: at most a tenth of the file)")
+    test_size: int = setting(5000, "held-out test pairs (pairs: at most a tenth of the file)")
+    iters: int = setting(6000, "optimisation steps")
+    batch_size: int = setting(128, "pairs per step (the global batch across processes)")
+    lr: float = setting(2e-3, "peak learning rate")
+    min_lr_ratio: float = setting(0.05, "cosine floor as a fraction of lr")
+    warmup_iters: int = setting(200, "linear warm-up steps")
+    weight_decay: float = setting(0.05, "decoupled; not on biases, norms and position embeddings")
+    label_smoothing: float = setting(0.0, "weight of the uniform distribution in the targets")
+    grad_clip: float = setting(1.0, "max global gradient norm; 0 = off")
+    eval_interval: int = setting(500, "steps between evaluations (and checkpoints)")
+    eval_size: int = setting(1000, "validation pairs decoded at each evaluation (exact match)")
+    seed: int = setting(0, "seeds the weights, the generated pairs and the batches")
+    device: str = setting("auto", DEVICE_HELP)
+    amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
+    compile: bool = setting(False, "torch.compile the model")
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0: at each evaluation only)")
+    time_limit: float | None = setting(
+        None, "stop after this many seconds of training, the schedule following the clock (machine-dependent)"
+    )
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device)
+        if self.task not in ("dates", "reverse", "pairs"):
+            raise ValueError(f"task must be dates, reverse or pairs; got {self.task!r}")
+        require_positive_ints(
+            train_size=self.train_size, val_size=self.val_size, test_size=self.test_size, iters=self.iters,
+            batch_size=self.batch_size, eval_interval=self.eval_interval, eval_size=self.eval_size,
+        )  # fmt: skip
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        require_non_negative(
+            warmup_iters=self.warmup_iters,
+            grad_clip=self.grad_clip,
+            weight_decay=self.weight_decay,
+            checkpoint_every=self.checkpoint_every,
+        )
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be positive (seconds); got {self.time_limit}")
+
+
+# Model settings without the vocabularies and lengths, which come from the data.
+SEQ2SEQ_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "dates": (
+        dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=512),
+        dict(task="dates", iters=6000, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
+    ),
+    "reverse": (
+        dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=512),
+        dict(task="reverse", iters=3000, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
+    ),
+}
+
+
+def seq2seq_configs(preset: str, model_overrides: dict, train_overrides: dict) -> tuple[dict, TranslationConfig]:
+    """The preset's model settings (without vocabularies and lengths, known once the data is read) and its
+    TranslationConfig, with the user's overrides."""
+    if preset not in SEQ2SEQ_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(SEQ2SEQ_PRESETS)}")
+    model_defaults, train_defaults = SEQ2SEQ_PRESETS[preset]
+    model_values = {**model_defaults, **model_overrides}
+    Seq2SeqConfig(**model_values)  # validate now, before the data is made
+    return model_values, TranslationConfig(**{**train_defaults, **train_overrides})
