@@ -1,7 +1,8 @@
-"""The two default commands, `labformer train` and `labformer train gpt`, run as a user runs them, natively
-and under the AVX2 profile of ``cpu_profiles.py``; and the README's results table, written from the files.
+"""The default training commands, `labformer train`, `labformer train gpt` and `labformer train seq2seq`, run
+as a user runs them, natively and under the AVX2 profile of ``cpu_profiles.py``; and the README's results
+table, written from the files.
 
-    python benchmarks/default_commands.py [--commands vit,gpt] [--profiles native,avx2]   # alone on the machine
+    python benchmarks/default_commands.py [--commands vit,gpt,seq2seq] [--profiles native,avx2]   # alone
     python benchmarks/default_commands.py --readme     # only rewrite the README's table from the JSON files
 
 Each run is a fresh process in a temporary folder (2 threads unless ``--threads``); its ``metrics.json`` is
@@ -31,7 +32,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "default_commands"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-COMMANDS = {"vit": ["train", "--no-progress"], "gpt": ["train", "gpt", "--no-progress"]}
+COMMANDS = {
+    "vit": ["train", "--no-progress"],
+    "gpt": ["train", "gpt", "--no-progress"],
+    "seq2seq": ["train", "seq2seq", "--no-progress"],
+}
 
 
 def run(command: str, profile: str, threads: int) -> dict[str, Any]:
@@ -73,7 +78,8 @@ def table() -> str:
     """The README's results table, from the recorded files."""
     records = [r for path in sorted(RECORDS.glob("*.json")) for r in json.loads(path.read_text())]
     rows = []
-    defaults = (("labformer train", "fast", "ViT, MNIST"), ("labformer train gpt", "cpu", "GPT, Tiny Shakespeare"))
+    defaults = (("labformer train", "fast", "ViT, MNIST"), ("labformer train gpt", "cpu", "GPT, Tiny Shakespeare"),
+                ("labformer train seq2seq", "dates", "encoder-decoder, dates"))  # fmt: skip
     for command, preset, label in defaults:
         runs = [r for r in records if r["command"] == command]
         if not runs:
@@ -82,9 +88,12 @@ def table() -> str:
         if command == "labformer train":
             reached = " / ".join(sorted({f"{r['metrics']['test_accuracy'] * 100:.2f} %" for r in runs}))
             reached += " test accuracy"
-        else:
+        elif command == "labformer train gpt":
             reached = " / ".join(sorted({f"{r['metrics']['val_loss_full']:.3f}" for r in runs}))
             reached += " nats/character (whole validation split)"
+        else:
+            reached = " / ".join(sorted({f"{r['metrics']['test_exact'] * 100:.2f} %" for r in runs}))
+            reached += " exact match (held-out dates)"
         machines = "; ".join(sorted({short_cpu(r["cpu"], r["cpu_features"], r["profile"] == "avx2") for r in runs}))
         rows.append((f"`{preset}` {label} (`{command}`)", reached, f"{min(seconds):.0f}–{max(seconds):.0f} s",
                      machines, max(r["date"] for r in runs)))  # fmt: skip
@@ -114,7 +123,7 @@ def write_readme() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--commands", default="vit,gpt", help="of vit, gpt")
+    parser.add_argument("--commands", default=",".join(COMMANDS), help=f"of {', '.join(COMMANDS)}")
     parser.add_argument("--profiles", default="native,avx2", help=f"of {', '.join(PROFILES)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--readme", action="store_true", help="only rewrite the README's table")

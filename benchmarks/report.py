@@ -73,7 +73,7 @@ class Report:
 
     def target(self, target: str, measured: str, met: bool, gap: str = "") -> None:
         """A target, what was measured, whether it is met, and if not by how much (``gap``)."""
-        self.targets.append({"target": target, "measured": measured, "met": met, "gap": gap})
+        self.targets.append({"target": target, "measured": measured, "met": bool(met), "gap": gap})
         print(f"target {target}: {measured} -> {'met' if met else 'missed ' + gap}", flush=True)
 
     def note(self, text: str) -> None:

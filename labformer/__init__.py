@@ -1,7 +1,8 @@
 """labformer: the Transformers lab (Université Laval, GLO-4030/7030, Laboratoire 8) as a library.
 
 Parts 1–2: :mod:`labformer.attention`; position encodings: :mod:`labformer.position`;
-Parts 3–4 and the decoder: :mod:`labformer.encoder`.
+Parts 3–4 and the decoder: :mod:`labformer.encoder`, :mod:`labformer.decoder`; the encoder–decoder:
+:mod:`labformer.transformer`.
 """
 
 from labformer.attention import (
@@ -16,6 +17,7 @@ from labformer.attention import (
 from labformer.decoder import Decoder, DecoderLayer
 from labformer.encoder import Encoder, EncoderLayer, FeedForward
 from labformer.position import LearnedPositionEmbedding, SinusoidalPositionEncoding, sinusoidal_encoding
+from labformer.transformer import Transformer
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,7 @@ __all__ = [
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "SinusoidalPositionEncoding",
+    "Transformer",
     "attention_weights",
     "record_attention",
     "scaled_dot_product_attention",

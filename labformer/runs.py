@@ -27,12 +27,15 @@ __all__ = [
     "KINDS",
     "METRICS",
     "MODEL",
+    "PRETRAINED",
     "SAMPLE",
+    "SHIPPED",
     "VOCAB",
     "build_model",
     "load",
     "load_run",
     "read_run_config",
+    "run_name",
 ]
 
 CONFIG = "config.json"  # {"kind", "preset", "model": model config, "train": training config, ...}
@@ -42,6 +45,8 @@ HISTORY = "history.json"  # one row per epoch or evaluation (also as history.csv
 METRICS = "metrics.json"  # the final numbers and how the run ran
 VOCAB = "vocab.json"  # a GPT run's characters; a seq2seq run's {"source": [...], "target": [...]}
 SAMPLE = "sample.txt"  # a GPT run's generated sample
+PRETRAINED = Path(__file__).parent / "serve" / "pretrained"  # the small runs shipped with the package
+SHIPPED = {"vit": "digits", "gpt": "text", "seq2seq": "dates"}  # kind -> the folder of its shipped run
 
 # Every kind of model a run can hold: its class and its config's class.
 KINDS: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
@@ -107,3 +112,12 @@ def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
         >>> model(images).argmax(-1)  # doctest: +SKIP
     """
     return load_run(run_dir, device=device)[0]
+
+
+def run_name(run_dir: str | Path) -> str:
+    """How a page or a report names a run: "shipped digits model", "shipped text model", "shipped dates
+    model" for the runs in the package, else the run folder's name — never a path of the disk."""
+    for shipped in SHIPPED.values():
+        if Path(run_dir).resolve() == (PRETRAINED / shipped).resolve():
+            return f"shipped {shipped} model"
+    return Path(run_dir).resolve().name

@@ -5,6 +5,7 @@ its first view at a laptop's 1366 × 768, after a real interaction, with the mod
 
 - ``digits.png``: a 7 drawn with mouse strokes; the prediction, the probabilities and the heads.
 - ``text.png``: "ROMEO:" continued with a fixed seed, then one generated character clicked.
+- ``seq2seq.png``: "mercredi 3 mars 2021" read by the dates encoder–decoder, a month digit clicked.
 - ``lab.png``: the lab report built from the page (every experiment, about 15 s).
 
 It serves the app from this checkout on a free local port (shipped models only, the report in a temporary
@@ -103,6 +104,15 @@ def take(out: Path, chromium: str) -> list[Path]:
         page.locator("#output .char").nth(60).click()
         page.wait_for_function("() => document.querySelectorAll('#output .char.attended').length > 10")
         taken.append(out / "text.png")
+        page.screenshot(path=str(taken[-1]))
+
+        page.goto("/seq2seq")
+        expect(page.locator("#model-info")).to_contain_text(health["seq2seq"]["summary"], timeout=15000)
+        expect(page.locator("#s2s-output")).to_have_attribute("data-done", "true", timeout=20000)
+        answer = httpx.post(f"{base}/api/seq2seq/translate", json={"text": "mercredi 3 mars 2021"}, timeout=60).json()
+        expect(page.locator("#status")).to_contain_text(answer["output"])
+        page.locator("#s2s-output .written").nth(5).click()  # the first month digit reads "mars"
+        taken.append(out / "seq2seq.png")
         page.screenshot(path=str(taken[-1]))
 
         page.goto("/lab")

@@ -1,15 +1,17 @@
-"""Trains the two small models shipped inside the package for ``labformer serve`` and writes them to
-``labformer/serve/pretrained/{digits,text}``: rerun it to rebuild them (about 10 minutes on 2 CPU cores).
+"""Trains the three small models shipped inside the package for ``labformer serve`` and writes them to
+``labformer/serve/pretrained/{digits,text,dates}``: rerun it to rebuild them (about 15 minutes on 2 CPU
+cores).
 
 - digits: ``labformer train`` (ViT, preset fast, MNIST, seed 0);
-- text: ``labformer train gpt`` (preset cpu, Tiny Shakespeare, seed 1337).
+- text: ``labformer train gpt`` (preset cpu, Tiny Shakespeare, seed 1337);
+- dates: ``labformer train seq2seq`` (encoder–decoder, preset dates, seed 0).
 
 The weights are stored in float16 (half the bytes; the model computes in float32 after loading). The
 script then scores the stored weights — test accuracy of the ViT, validation loss of the GPT (random
-batches, and the whole split) — and
-records those numbers in each ``metrics.json`` under "shipped".
+batches, and the whole split), exact match and character accuracy of the encoder–decoder on its held-out
+test split — and records those numbers in each ``metrics.json`` under "shipped".
 
-Run: ``python scripts/train_pretrained.py [--work DIR] [--only digits|text]``.
+Run: ``python scripts/train_pretrained.py [--work DIR] [--only digits|text|dates]``.
 """
 
 from __future__ import annotations
@@ -68,10 +70,22 @@ def score_text(target: Path) -> dict:
     return {"val_loss": losses["val"], "train_loss": losses["train"], "val_loss_full": total / count}
 
 
+def score_dates(target: Path) -> dict:
+    from labformer.training.recipes import TranslationConfig
+    from labformer.training.translation import open_translation_run, run_data, score_split, translate_texts
+
+    model, vocabularies = open_translation_run(target)
+    config = TranslationConfig.from_dict(runs.read_run_config(target)["train"])
+    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    test = data.splits["test"]
+    scores = score_split(test, translate_texts(model, data, [s for s, _, _ in test]))
+    return {"test_exact": scores.exact, "test_characters": scores.characters}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="where the training runs go (default: a temporary directory)")
-    parser.add_argument("--only", choices=("digits", "text"), help="rebuild only this model")
+    parser.add_argument("--only", choices=("digits", "text", "dates"), help="rebuild only this model")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="labformer-pretrained-"))
     models = (
@@ -82,6 +96,7 @@ def main() -> None:
             (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.VOCAB, runs.SAMPLE),
             score_text,
         ),
+        ("dates", ["seq2seq", "--preset", "dates"], (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.VOCAB), score_dates),
     )
     models = tuple(m for m in models if args.only in (None, m[0]))
     for name, command, _, _ in models:

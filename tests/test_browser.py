@@ -131,6 +131,49 @@ def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, 
     screenshot(page, tmp_path, "text")
 
 
+def test_seq2seq_writes_the_models_output_and_shows_three_kinds_of_attention(page, live_server, tmp_path):
+    from labformer.serve.models import PRETRAINED
+    from labformer.training.translation import open_translation_run, translate_texts
+
+    expect = playwright.expect
+    page.goto("/seq2seq")
+    expect(page.locator("#s2s-output")).to_have_attribute("data-done", "true", timeout=20000)  # the first input
+    text = "March 3rd, 2021"
+    page.fill("#s2s-input", text)
+    page.click("#translate")
+    api = httpx.post(f"{live_server}/api/seq2seq/translate", json={"text": text, "beam": 1}, timeout=60).json()
+    written = page.locator("#s2s-output .written > span")
+    expect(written).to_have_count(len(api["output_tokens"]), timeout=20000)
+    expect(page.locator("#s2s-output")).to_have_attribute("data-done", "true", timeout=20000)
+    model, data = open_translation_run(PRETRAINED / "dates")
+    assert "".join(written.all_text_contents()) == "".join(api["output_tokens"])
+    assert api["output"] == translate_texts(model, data, [text])[0] == "2021-03-03"
+
+    def shading() -> list[str]:
+        return page.evaluate(
+            "() => Array.from(document.querySelectorAll('#s2s-source .s2s-char')).map(s => s.style.backgroundColor)"
+        )
+
+    page.locator("#s2s-output .written").nth(5).click()  # the first month digit of 2021-03-03
+    expect(page.locator("#s2s-output .written.selected")).to_have_count(1)
+    month = shading()
+    assert len(month) == len(text) and len(set(month)) > 2  # the input shaded by how much it is read
+    page.locator("#s2s-output .written").nth(0).click()  # the first year digit: another pattern
+    assert shading() != month
+    layers, heads = model.config.decoder_layers, model.config.num_heads
+    expect(page.locator("#s2s-grid .cell")).to_have_count(layers * heads)
+    for tab, title, count in (("#tab-encoder", "Encoder self-attention", model.config.encoder_layers * heads),
+                              ("#tab-decoder", "Decoder self-attention", layers * heads),
+                              ("#tab-cross", "Cross-attention", layers * heads)):  # fmt: skip
+        page.click(tab)
+        expect(page.locator(tab)).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#map-title")).to_contain_text(title)
+        expect(page.locator("#s2s-grid .cell")).to_have_count(count)
+    page.locator("#s2s-grid .cell").nth(1).click()  # enlarge one head
+    expect(page.locator("#map-title")).to_contain_text("layer 1, head 2")
+    screenshot(page, tmp_path, "seq2seq")
+
+
 def test_lab_page_builds_and_shows_the_report(page, tmp_path):
     page.goto("/lab")
     playwright.expect(page.locator("#lab-message")).to_contain_text("labformer lab all", timeout=10000)
@@ -145,7 +188,7 @@ def test_no_request_leaves_the_machine(page):
     page.on(
         "request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else outside.append(r.url)
     )
-    for path in ("/digits", "/text", "/lab"):
+    for path in ("/digits", "/text", "/seq2seq", "/lab"):
         page.goto(path)
         page.wait_for_load_state("networkidle")
     assert not outside, outside

@@ -95,6 +95,42 @@ def test_self_vs_cross_shapes(results):
     assert numbers["cross-attention weights shape"] == [2, 2, 5, 7]
 
 
+def test_self_vs_cross_measures_the_trained_models_alignment(results):
+    """The month digits of the shipped dates model's answers read the month word: in some layer their
+    cross-attention on it is far above an even spread, and every example is written right."""
+    import torch
+
+    from labformer.lab.attention_basics import MONTH_EXAMPLES
+    from labformer.runs import PRETRAINED
+    from labformer.training.translation import attention_examples, open_translation_run
+
+    numbers = results["self_vs_cross"].numbers
+    shares = [v for k, v in numbers.items() if k.endswith("month digits' cross-attention on the month word")]
+    even = numbers["the same share for attention spread evenly"]
+    assert len(shares) == 2 and max(shares) > 3 * even
+    assert numbers["examples written right"] == f"{len(MONTH_EXAMPLES)} of {len(MONTH_EXAMPLES)}"
+    # Recomputed by hand for the first example: "mercredi 3 mars 2021", the word "mars" at 11–14.
+    model, data = open_translation_run(PRETRAINED / "dates")
+    ((source, written, attention),) = attention_examples(model, data, [MONTH_EXAMPLES[0][0]])
+    assert written == "2021-03-03" and source[11:15] == "mars"
+    assert attention.cross.shape[:2] == (2, model.config.num_heads)
+    by_hand = attention.cross.mean(1)[:, 5:7, 11:15].sum(-1).mean(-1)
+    assert torch.all(by_hand >= 0) and by_hand.max() > 3 * 4 / len(source)
+
+
+def test_lab_routes_each_run_to_the_experiment_that_reads_its_kind(tmp_path, capsys):
+    from labformer.runs import PRETRAINED
+
+    assert lab.run_arguments("self_vs_cross", [str(PRETRAINED / "digits"), str(PRETRAINED / "dates")]) == {
+        "run_dir": str(PRETRAINED / "dates")
+    }
+    assert lab.run_arguments("heads_as_channels", [str(PRETRAINED / "dates")]) == {}
+    assert main(["lab", "self_vs_cross", "--run", str(PRETRAINED / "text"), "--out", str(tmp_path)]) == 2
+    assert "holds a gpt run; self_vs_cross reads seq2seq runs" in capsys.readouterr().err
+    assert main(["lab", "scaling", "--run", str(PRETRAINED / "dates")]) == 2
+    assert "the experiment scaling does not use a run" in capsys.readouterr().err
+
+
 def test_report_and_cli(tmp_path, capsys):
     results = write_report(tmp_path)
     for result in results:

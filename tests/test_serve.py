@@ -57,7 +57,7 @@ def predict(client: TestClient, body: bytes, content_type: str = "image/png") ->
 
 def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
     _, chosen, _ = served
-    assert chosen == {"vit": PRETRAINED / "digits", "gpt": PRETRAINED / "text"}
+    assert chosen == {"vit": PRETRAINED / "digits", "gpt": PRETRAINED / "text", "seq2seq": PRETRAINED / "dates"}
     health = client.get("/api/health").json()
     assert health["digits"]["name"] == "shipped digits model" and health["text"]["name"] == "shipped text model"
     assert health["digits"]["summary"] == "98.70 % test accuracy on MNIST"  # the float16 weights' (recomputed below)
@@ -67,7 +67,12 @@ def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
     assert health["digits"]["classes"] == [str(i) for i in range(10)]
     assert (health["digits"]["layers"], health["digits"]["heads"], health["digits"]["grid"]) == (3, 4, 4)
     assert health["text"]["metrics"] == json.loads((PRETRAINED / "text" / "metrics.json").read_text())
-    for name in ("digits", "text"):
+    assert health["seq2seq"]["name"] == "shipped dates model"
+    assert health["seq2seq"]["metrics"] == json.loads((PRETRAINED / "dates" / "metrics.json").read_text())
+    exact = health["seq2seq"]["metrics"]["shipped"]["test_exact"]
+    assert health["seq2seq"]["summary"] == f"{exact * 100:.2f} % exact on held-out dates"
+    assert len(health["seq2seq"]["examples"]) == 6
+    for name in ("digits", "text", "dates"):
         assert (PRETRAINED / name / runs.MODEL).stat().st_size < 2_000_000  # the package stays small
 
 
@@ -91,6 +96,60 @@ def test_the_shipped_models_numbers_are_recomputed_from_their_weights(mnist_test
     total, count = text_model.sequence_loss(data.val)
     shipped = json.loads((PRETRAINED / "text" / "metrics.json").read_text())["shipped"]
     assert total / count == pytest.approx(shipped["val_loss_full"], abs=1e-4) and total / count < 1.47
+
+
+def test_the_shipped_dates_models_numbers_are_recomputed_from_its_weights():
+    """The shipped encoder-decoder's held-out exact match and character accuracy, from its float16 weights:
+    the test split regenerated from the run's config, decoded greedily, compared with the ISO dates."""
+    from labformer.training.recipes import TranslationConfig
+    from labformer.training.translation import open_translation_run, run_data, translate_texts
+
+    model, vocabularies = open_translation_run(PRETRAINED / "dates")
+    config = TranslationConfig.from_dict(runs.read_run_config(PRETRAINED / "dates")["train"])
+    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    test = data.splits["test"]
+    outputs = translate_texts(model, data, [source for source, _, _ in test])
+    exact = sum(output == target for output, (_, target, _) in zip(outputs, test)) / len(test)
+    shipped = json.loads((PRETRAINED / "dates" / "metrics.json").read_text())["shipped"]
+    # Another CPU may sum in another order: a pair or two of 5,000 may decode differently there.
+    assert exact == pytest.approx(shipped["test_exact"], abs=5e-4) and exact >= 0.99
+
+
+def test_translate_answers_what_the_model_writes_with_its_three_attentions(client):
+    from labformer.training.translation import open_translation_run, translate_texts
+
+    model, data = open_translation_run(PRETRAINED / "dates")
+    for text, beam in (("mercredi 3 mars 2021", 1), ("March 3rd, 2021", 4), ("03/04/2021", 1)):
+        answer = client.post("/api/seq2seq/translate", json={"text": text, "beam": beam}).json()
+        assert answer["output"] == translate_texts(model, data, [text], beam=beam)[0]
+        rows = len(answer["output_tokens"])
+        assert answer["output_tokens"][: len(answer["output"])] == list(answer["output"])
+        assert len(answer["probabilities"]) == rows and all(0 < p <= 1 for p in answer["probabilities"])
+        layers, heads = model.config.decoder_layers, model.config.num_heads
+        cross = np.array(answer["attention"]["cross"])
+        assert cross.shape == (layers, heads, rows, len(text))
+        np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-3)
+        decoder = np.array(answer["attention"]["decoder"])
+        assert decoder.shape == (layers, heads, rows, rows) and np.all(np.triu(decoder, 1) == 0)
+        encoder = np.array(answer["attention"]["encoder"])
+        assert encoder.shape == (model.config.encoder_layers, heads, len(text), len(text))
+    assert client.post("/api/seq2seq/translate", json={"text": "3 mars 2021"}).json()["output"] == "2021-03-03"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": ""}, "text must be a non-empty string"),
+        ({"text": "3 mars 2021", "beam": 0}, "beam must be between 1 and 16; got 0"),
+        ({"text": "3 mars 2021", "beam": 17}, "beam must be between 1 and 16; got 17"),
+        ({"text": "3 mars 2021", "beam": "4"}, 'beam must be int; got "4"'),
+        ({"text": "x" * 200}, "text has 200 characters; this model reads at most"),
+        ({"text": "3 mars", "lang": "fr"}, "unknown fields ['lang']"),
+    ],
+)
+def test_translate_refuses_bad_requests_naming_the_field(client, body, message):
+    answer = client.post("/api/seq2seq/translate", json=body)
+    assert answer.status_code == 400 and message in answer.json()["error"]
 
 
 def test_predict_reads_real_digits_like_the_model_itself(client, mnist_test):

@@ -22,7 +22,6 @@ from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
 __all__ = ["as_flags", "build_parser", "main", "option_names"]
 
 EXIT_BAD_INPUT = 2
-RUN_TAKERS = ("all", "heads_as_channels")  # the `lab` names that read --run
 
 
 def _lab(args: argparse.Namespace) -> None:
@@ -33,20 +32,26 @@ def _lab(args: argparse.Namespace) -> None:
             summary = (fn.__doc__ or "").split("\n\n")[0]  # the first paragraph, whole, on one line
             print(f"{name:24s} {' '.join(summary.split())}")
         return
-    if args.run and args.name not in RUN_TAKERS:
-        raise ValueError(
-            f"--run is taken by {' and '.join(RUN_TAKERS)} only; the experiment {args.name} does not use a run"
-        )
+    takers = ["all", *lab.RUN_KINDS]
+    if args.run and args.name not in takers:
+        raise ValueError(f"--run is taken by {', '.join(takers)} only; the experiment {args.name} does not use a run")
+    if args.run and args.name != "all":
+        from labformer.runs import read_run_config
+
+        for run_dir in args.run:
+            kind, wanted = read_run_config(run_dir)["kind"], lab.RUN_KINDS[args.name]
+            if kind not in wanted:
+                raise ValueError(f"--run {run_dir} holds a {kind} run; {args.name} reads {' or '.join(wanted)} runs")
     out = Path(args.out) if args.out else Path("lab-report" if args.name == "all" else ".")
     if args.name == "all":
         from labformer.lab.report import write_report
 
-        results = write_report(out, run_dir=args.run)
+        results = write_report(out, run_dirs=args.run)
         print(f"{len(results)} experiments -> {out / 'report.html'}, {out / 'report.md'} and one PNG each")
         return
     from labformer.plots import save_figure
 
-    result = lab.run(args.name, **({"run_dir": args.run} if args.run else {}))
+    result = lab.run(args.name, **lab.run_arguments(args.name, args.run))
     print(f"{result.title}: {result.summary}")
     for line in result.lines():
         print(f"  {line}")
@@ -122,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("name", metavar="NAME", help="list | all | an experiment's name (see `labformer lab list`)")
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
     lab.add_argument(
-        "--run", metavar="RUN_DIR",
-        help="all and heads_as_channels: a trained ViT or GPT run directory for the per-head attention maps",
+        "--run", metavar="RUN_DIR", action="append",
+        help="a trained run (repeatable): a ViT or GPT run for heads_as_channels' per-head maps, a seq2seq run "
+        "of the dates task for self_vs_cross (default: the shipped models); all passes each to its experiment",
     )  # fmt: skip
 
     export = commands.add_parser("export", help="a ViT run as an ONNX file, checked with ONNX Runtime")
@@ -134,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="a local web page: draw a digit and watch every head attend; watch the GPT write",
-        description="Serves ViT and/or GPT runs (default: the newest under runs/, else the pretrained models "
+        help="a local web page: draw a digit and watch every head attend; watch the GPT write; watch an "
+        "encoder-decoder read a date",
+        description="Serves ViT, GPT and seq2seq runs (default: the newest under runs/, else the pretrained models "
         "shipped with labformer) at http://localhost:PORT/.",
     )
-    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="ViT and/or GPT run directories")
+    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="ViT, GPT and/or seq2seq run directories")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(

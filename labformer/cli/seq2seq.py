@@ -56,7 +56,7 @@ def add_seq2seq_parser(models: argparse._SubParsersAction, commands: argparse._S
         "--beam", type=int, default=1, help="hypotheses kept by beam search (default: 1, greedy decoding)"
     )
     translate.add_argument(
-        "--attention", metavar="FILE.png", help="also save the cross-attention figure of the first TEXT here"
+        "--attention", metavar="PNG", help="also save the cross-attention figure of the first TEXT as this PNG file"
     )
     translate.add_argument("--json", action="store_true", help="one JSON object per line")
     translate.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -77,29 +77,13 @@ def _train(args: argparse.Namespace) -> None:
     train_seq2seq(model_values, config, out=args.out, preset=preset, **shown)
 
 
-def _run(run_dir: str, device: str):
-    """The model of a seq2seq run and its data (the vocabularies; splits regenerated from the config)."""
-    from labformer.io import read_json
-    from labformer.runs import VOCAB, load_run
-    from labformer.training.recipes import TranslationConfig
-
-    model, run = load_run(run_dir, device=device)
-    if run["kind"] != "seq2seq":
-        raise ValueError(f"{run_dir} holds a {run['kind']} model; this command needs a seq2seq run")
-    vocab = read_json(Path(run_dir) / VOCAB, "vocabulary")
-    config = TranslationConfig.from_dict({**run["train"], "device": "cpu"})
-    return model, run, config, vocab
-
-
 def _translate(args: argparse.Namespace) -> None:
-    from labformer.data.pairs import PairData, Vocabulary
     from labformer.plots import plot_cross_attention, save_figure
-    from labformer.training.translation import attention_examples, translate_texts
+    from labformer.training.translation import attention_examples, open_translation_run, translate_texts
 
     if args.beam < 1:
         raise ValueError(f"--beam must be a positive number of hypotheses; got {args.beam}")
-    model, _, _, vocab = _run(args.run_dir, args.device)
-    data = PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
+    model, data = open_translation_run(args.run_dir, args.device)
     longest = max(args.texts, key=len)
     if len(longest) > model.config.max_source:
         raise ValueError(
@@ -121,10 +105,13 @@ def _translate(args: argparse.Namespace) -> None:
 
 def evaluate_pairs(args: argparse.Namespace) -> None:
     """``labformer evaluate SEQ2SEQ_RUN``: exact match and character accuracy on the held-out test split."""
-    from labformer.training.translation import run_data, score_split, translate_texts
+    from labformer.runs import read_run_config
+    from labformer.training.recipes import TranslationConfig
+    from labformer.training.translation import open_translation_run, run_data, score_split, translate_texts
 
-    model, _, config, vocab = _run(args.run_dir, args.device)
-    data = run_data(config, (vocab["source"], vocab["target"]))
+    model, vocabularies = open_translation_run(args.run_dir, args.device)
+    config = TranslationConfig.from_dict({**read_run_config(args.run_dir)["train"], "device": "cpu"})
+    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
     test = data.splits["test"]
     scores = score_split(test, translate_texts(model, data, [s for s, _, _ in test]))
     if args.json:

@@ -22,7 +22,7 @@ from labformer.lab.heads import heads_as_channels
 from labformer.lab.norms import batchnorm_vs_layernorm, pre_vs_post_norm
 from labformer.lab.result import Result
 
-__all__ = ["EXPERIMENTS", "Result", "run"]
+__all__ = ["EXPERIMENTS", "RUN_KINDS", "Result", "run", "run_arguments"]
 
 # In the lab's order.
 EXPERIMENTS = {
@@ -49,3 +49,16 @@ def run(name: str, **kwargs: object) -> Result:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
     return EXPERIMENTS[name](**kwargs)
+
+
+# The experiments that read a trained run, and the kinds of run each reads.
+RUN_KINDS = {"heads_as_channels": ("vit", "gpt"), "self_vs_cross": ("seq2seq",)}
+
+
+def run_arguments(name: str, run_dirs: list[str] | None) -> dict[str, object]:
+    """``{"run_dir": ...}`` for experiment ``name``: the last of ``run_dirs`` of a kind it reads (none: it
+    uses its default)."""
+    from labformer.runs import read_run_config
+
+    chosen = [d for d in run_dirs or [] if read_run_config(d)["kind"] in RUN_KINDS.get(name, ())]
+    return {"run_dir": chosen[-1]} if chosen else {}

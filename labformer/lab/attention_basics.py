@@ -4,6 +4,7 @@ encodings, why 1/√d, attention as message passing, receptive fields, self- vs 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -14,6 +15,7 @@ from labformer.decoder import DecoderLayer
 from labformer.encoder import EncoderLayer
 from labformer.lab.result import Result
 from labformer.position import sinusoidal_encoding
+from labformer.runs import PRETRAINED
 
 PART = "Part 1 — Scaled dot-product attention"
 
@@ -311,34 +313,94 @@ def receptive_field(layers: int = 3, tokens: int = 16) -> Result:
     )
 
 
-def self_vs_cross() -> Result:
-    """Self-attention (queries, keys, values from x) vs cross-attention (keys and values from memory)."""
+def self_vs_cross(run_dir: str | Path | None = None) -> Result:
+    """Self-attention (queries, keys, values from x) vs cross-attention (keys and values from memory): the
+    shapes on a decoder layer, then a trained encoder–decoder (``run_dir``, else the shipped dates model)
+    reading dates — how much of the cross-attention of the output's month digits falls on the input's
+    month word, per layer, against what spreading it evenly would give."""
+    from labformer.attention import record_attention
+
     torch.manual_seed(0)
     layer = DecoderLayer(10, 2, 40).eval()
     x, memory = torch.randn(2, 5, 10), torch.randn(2, 7, 10)
-    from labformer.attention import record_attention
-
     with torch.no_grad(), record_attention(layer) as maps:
         out = layer(x, memory, causal=True)
     head = torch.nn.Linear(10, 100)(out)
-    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    for axis, weights, title in zip(axes, maps, ("self-attention (causal), 5 × 5", "cross-attention, 5 × 7")):
-        axis.imshow(weights[0].mean(0), cmap="viridis")
-        axis.set_title(title)
-        axis.set_xlabel("key (x)" if "self" in title else "key (memory)")
-        axis.set_ylabel("query (x)")
-    numbers = {
+    numbers: dict[str, object] = {
         "self-attention weights shape": list(maps[0].shape),
         "cross-attention weights shape": list(maps[1].shape),
         "decoder output shape": list(out.shape),
         "after the head": list(head.shape),
     }
+    trained = _month_alignment(Path(run_dir) if run_dir else PRETRAINED / "dates")
+    numbers.update(trained["numbers"])
+    source, written, attention = trained["example"]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 0.7, 1.6]})
+    last = -1
+    panels = (
+        (attention.encoder[last].mean(0), list(source), list(source), "encoder self-attention"),
+        (attention.decoder[last].mean(0), ["<s>", *written], ["<s>", *written], "decoder self-attention (causal)"),
+        (attention.cross[last].mean(0), list(source), [*written, "</s>"], "cross-attention"),
+    )
+    for axis, (weights, columns, rows, title) in zip(axes, panels):
+        axis.imshow(weights.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        axis.set_xticks(range(len(columns)), [c if c != " " else "␣" for c in columns], fontsize=6)
+        axis.set_yticks(range(len(rows)), rows, fontsize=6)
+        axis.set_title(f"{title}, last layer", fontsize=9)
+    start, end = trained["span"]
+    axes[2].add_patch(plt.Rectangle((start - 0.5, 4.5), end - start, 2, fill=False, edgecolor="tab:orange", lw=2))
+    figure.suptitle(f"{trained['name']} reading {source!r} → {written}: the month digits (orange) read the month word")
+    figure.tight_layout()
     return Result(
         "self_vs_cross",
         "Self- vs cross-attention (decoder)",
         "Extra — Decoder",
-        "Queries always come from x; keys and values from x (self) or from the encoder's memory (cross).",
+        "Queries always come from x; keys and values from x (self) or from the encoder's memory (cross). In a "
+        "trained encoder–decoder the output's month digits read the input's month word.",
         numbers,
         figure,
         {"after the head": [2, 5, 100]},
     )
+
+
+MONTH_EXAMPLES = (("mercredi 3 mars 2021", "2021-03-03"), ("March 3rd, 2021", "2021-03-03"),
+                  ("17 juillet 1999", "1999-07-17"), ("Sunday, October 12, 1986", "1986-10-12"),
+                  ("1er août 2044", "2044-08-01"), ("the 21st of June, 2012", "2012-06-21"),
+                  ("5 Feb 1970", "1970-02-05"), ("12 décembre 2001", "2001-12-12"))  # fmt: skip
+
+
+def _month_alignment(run_dir: Path) -> dict[str, object]:
+    """For dates with a month word: the share of each decoder layer's cross-attention (mean of heads) that
+    the two month digits of the ISO output (characters 6 and 7) put on the input's month word, and the
+    share an even spread over the input would put there."""
+    from labformer.data.dates import MONTHS_EN, MONTHS_EN_SHORT, MONTHS_FR, MONTHS_FR_SHORT
+    from labformer.data.pairs import PairData, Vocabulary
+    from labformer.io import read_json
+    from labformer.runs import VOCAB, load_run, run_name
+    from labformer.training.translation import attention_examples
+
+    model, run = load_run(run_dir)
+    if run["kind"] != "seq2seq" or run["train"].get("task") != "dates":
+        raise ValueError(f"{run_dir} holds a {run['kind']} run; self_vs_cross reads a seq2seq run of the dates task")
+    vocab = read_json(run_dir / VOCAB, "vocabulary")
+    data = PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
+    names = sorted({*MONTHS_EN, *MONTHS_EN_SHORT, *MONTHS_FR, *MONTHS_FR_SHORT}, key=len, reverse=True)
+    shares, even, spans = [], [], []
+    examples = attention_examples(model, data, [source for source, _ in MONTH_EXAMPLES])
+    for source, _, attention in examples:
+        lower = source.lower()
+        name = next(n for n in names if n.lower().rstrip(".") in lower)
+        start = lower.index(name.lower().rstrip("."))
+        end = start + len(name.rstrip("."))
+        spans.append((start, end))
+        rows = attention.cross.mean(1)[:, 5:7]  # (layers, the two month digits, source)
+        shares.append(rows[..., start:end].sum(-1).mean(-1))  # (layers,)
+        even.append((end - start) / len(source))
+    share = torch.stack(shares).mean(0)
+    numbers: dict[str, object] = {
+        f"layer {i + 1}: month digits' cross-attention on the month word": float(v) for i, v in enumerate(share)
+    }
+    numbers["the same share for attention spread evenly"] = sum(even) / len(even)
+    right = sum(written == iso for (_, written, _), (_, iso) in zip(examples, MONTH_EXAMPLES))
+    numbers["examples written right"] = f"{right} of {len(examples)}"
+    return {"numbers": numbers, "example": examples[0], "span": spans[0], "name": run_name(run_dir)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from labformer.io import atomic_write
-from labformer.lab import EXPERIMENTS, run
+from labformer.lab import EXPERIMENTS, run, run_arguments
 from labformer.lab.result import Result, _format
 from labformer.plots import save_figure
 
@@ -30,13 +30,12 @@ def _table_rows(result: Result) -> list[tuple[str, str, str]]:
     ]
 
 
-def write_report(out: str | Path, run_dir: str | Path | None = None) -> list[Result]:
-    """Runs every experiment; writes ``<name>.png`` for each, ``report.html`` and ``report.md`` in ``out``."""
+def write_report(out: str | Path, run_dirs: list[str] | None = None) -> list[Result]:
+    """Runs every experiment; writes ``<name>.png`` for each, ``report.html`` and ``report.md`` in ``out``.
+    ``run_dirs``: trained runs, each given to the experiments that read its kind (``RUN_KINDS``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [
-        run(name, **({"run_dir": run_dir} if name == "heads_as_channels" and run_dir else {})) for name in EXPERIMENTS
-    ]
+    results = [run(name, **run_arguments(name, run_dirs)) for name in EXPERIMENTS]
     sections_html, sections_md, part = [], ["# Laboratoire 8: Transformers — labformer report", ""], None
     for result in results:
         png = _png(result)

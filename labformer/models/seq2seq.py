@@ -42,7 +42,10 @@ class Seq2SeqConfig(JsonConfig):
     encoder_layers: int = setting(2, "encoder layers (self-attention and a feed-forward block)")
     decoder_layers: int = setting(2, "decoder layers (causal self-attention, cross-attention, feed-forward)")
     mlp_dim: int = setting(512, "hidden size of each feed-forward block")
-    dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
+    dropout: float = setting(0.0, "on embeddings, inside the feed-forward blocks and on residual branches")
+    attention_dropout: float = setting(
+        0.0, "on the attention weights (above 0, attention cannot run torch's fused kernel: slower)"
+    )
     norm_first: bool = setting(True, "pre-norm layers (the lab's); false = post-norm (Vaswani et al.)")
     activation: Literal["relu", "gelu"] = setting("relu", "of the feed-forward blocks")
     tie_weights: bool = setting(True, "the head shares the target embedding matrix")
@@ -53,8 +56,9 @@ class Seq2SeqConfig(JsonConfig):
         require_positive_ints(**{name: getattr(self, name) for name in names})
         if self.dim % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu'; got {self.activation!r}")
 
@@ -101,6 +105,9 @@ class Seq2Seq(nn.Module):
             config.dim, config.num_heads, config.encoder_layers, config.decoder_layers, config.mlp_dim,
             dropout=config.dropout, activation=config.activation, norm_first=config.norm_first,
         )  # fmt: skip
+        for attention in self.modules():
+            if isinstance(attention, MultiHeadAttention):
+                attention.dropout = config.attention_dropout
         self.head = nn.Linear(config.dim, config.target_vocab, bias=False)
         self.apply(_init_weights)
         if config.tie_weights:

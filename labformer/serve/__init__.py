@@ -1,5 +1,6 @@
-"""``labformer serve``: a local web page where you draw a digit and watch every head attend, and type a
-prompt and watch the GPT write (see :mod:`labformer.serve.app` for the pages and the API)."""
+"""``labformer serve``: a local web page where you draw a digit and watch every head attend, type a prompt
+and watch the GPT write, and type a date and watch the encoder–decoder read it (see
+:mod:`labformer.serve.app` for the pages and the API)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 from pathlib import Path
 
 from labformer.serve.app import create_app
-from labformer.serve.models import DigitModel, TextModel, find_runs
+from labformer.serve.models import NAMES, DigitModel, Seq2SeqModel, TextModel, find_runs
 
 __all__ = ["create_app", "load_app", "serve"]
 
@@ -18,7 +19,8 @@ def load_app(run_dirs: list[str | Path], lab_dir: str | Path = "lab-report", run
     chosen = find_runs(run_dirs, runs_root)
     digits = DigitModel(chosen["vit"]) if "vit" in chosen else None
     text = TextModel(chosen["gpt"]) if "gpt" in chosen else None
-    return create_app(digits, text, Path(lab_dir)), chosen
+    seq2seq = Seq2SeqModel(chosen["seq2seq"]) if "seq2seq" in chosen else None
+    return create_app(digits, text, Path(lab_dir), seq2seq), chosen
 
 
 def serve(
@@ -37,7 +39,7 @@ def serve(
         except OSError as error:
             raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}); pass another --port") from None
     for kind, run_dir in sorted(chosen.items()):
-        print(f"{'digits' if kind == 'vit' else 'text'}: {run_dir}")
+        print(f"{NAMES[kind]}: {run_dir}")
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     print(f"labformer serve: http://{shown}:{port}/  (Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,7 +1,8 @@
-"""The web application of ``labformer serve``: three pages and the JSON API they use (Starlette).
+"""The web application of ``labformer serve``: four pages and the JSON API they use (Starlette).
 
 Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the GPT write and attend),
-``/lab`` (the ``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
+``/seq2seq`` (type an input, watch the encoder–decoder write it and attend three ways), ``/lab`` (the
+``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
 
 - ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its metrics.
 - ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
@@ -10,6 +11,9 @@ Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the
 - ``POST /api/text/generate``: JSON {prompt, tokens, temperature, top_k, seed} -> the generated
   characters, streamed as plain text while they are sampled.
 - ``POST /api/text/attention``: JSON {text} -> per layer and head the causal attention matrix.
+- ``POST /api/seq2seq/translate``: JSON {text, beam} -> the output, the probability of each written
+  character, and per layer and head the encoder's self-attention, the decoder's causal self-attention and
+  the cross-attention (each output position over the input characters).
 - ``GET /api/lab``: whether a lab report is there to browse; ``POST /api/lab/build`` builds it (every
   experiment of the lab, about 15 s on 2 CPU cores).
 
@@ -31,7 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labformer.serve.models import MAX_TOKENS, DigitModel, TextModel
+from labformer.serve.models import MAX_BEAM, MAX_TOKENS, DigitModel, Seq2SeqModel, TextModel
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -84,8 +88,14 @@ def _page(name: str):
     return page
 
 
-def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path | None = None) -> Starlette:
-    """The application serving ``digits`` and ``text`` (either may be None) and the report in ``lab_dir``."""
+def create_app(
+    digits: DigitModel | None,
+    text: TextModel | None,
+    lab_dir: Path | None = None,
+    seq2seq: Seq2SeqModel | None = None,
+) -> Starlette:
+    """The application serving ``digits``, ``text`` and ``seq2seq`` (any may be None) and the report in
+    ``lab_dir``."""
     lab_dir = Path(lab_dir) if lab_dir is not None else None
 
     def need(model: Any, what: str) -> Any:
@@ -98,6 +108,7 @@ def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path 
             {
                 "digits": digits.describe() if digits else None,
                 "text": text.describe() if text else None,
+                "seq2seq": seq2seq.describe() if seq2seq else None,
             }
         )
 
@@ -152,6 +163,19 @@ def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path 
         except ValueError as error:
             raise _error(400, str(error)) from None
 
+    async def translate(request: Request) -> JSONResponse:
+        model: Seq2SeqModel = need(seq2seq, "seq2seq")
+        data = await _json(request, {"text": (str,), "beam": (int,)})
+        text, beam = data.get("text", ""), data.get("beam", 1)
+        if not text:
+            raise _error(400, "text must be a non-empty string")
+        if not 1 <= beam <= MAX_BEAM:
+            raise _error(400, f"beam must be between 1 and {MAX_BEAM}; got {beam}")
+        try:
+            return JSONResponse(await run_in_threadpool(model.translate, text, beam))
+        except ValueError as error:
+            raise _error(400, str(error)) from None
+
     def lab_state() -> dict[str, Any]:
         available = lab_dir is not None and (lab_dir / "report.html").is_file()
         where = (lab_dir or Path("lab-report")).name  # the folder's name: never a path of the server's disk
@@ -181,11 +205,13 @@ def create_app(digits: DigitModel | None, text: TextModel | None, lab_dir: Path 
         Route("/", lambda request: RedirectResponse("/digits")),
         Route("/digits", _page("digits")),
         Route("/text", _page("text")),
+        Route("/seq2seq", _page("seq2seq")),
         Route("/lab", _page("lab")),
         Route("/api/health", health),
         Route("/api/digits/predict", predict, methods=["POST"]),
         Route("/api/text/generate", generate, methods=["POST"]),
         Route("/api/text/attention", attention, methods=["POST"]),
+        Route("/api/seq2seq/translate", translate, methods=["POST"]),
         Route("/api/lab", lab),
         Route("/api/lab/build", build_lab, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -1,6 +1,6 @@
-"""The two models behind ``labformer serve``: a digit classifier (ViT) and a character GPT, each loaded
-from a run directory, with what the pages show — predictions with every head's attention, streamed
-text, and the causal attention of a text.
+"""The models behind ``labformer serve``: a digit classifier (ViT), a character GPT and an encoder–decoder,
+each loaded from a run directory, with what the pages show — predictions with every head's attention,
+streamed text and the causal attention of a text, and an output with its three kinds of attention.
 
 One lock per model: attention is recorded by hooks on the shared model, so a recording forward pass
 must not interleave with another request's forward pass.
@@ -21,21 +21,23 @@ from labformer.attention import attention_rollout, record_attention
 from labformer.data.text import CharTokenizer
 from labformer.models.vit import ViT
 from labformer.predict import is_blank, load_image
+from labformer.runs import PRETRAINED, SHIPPED, run_name
 
-__all__ = ["PRETRAINED", "DigitModel", "TextModel", "find_runs"]
+__all__ = ["PRETRAINED", "DigitModel", "Seq2SeqModel", "TextModel", "find_runs"]
 
-PRETRAINED = Path(__file__).parent / "pretrained"  # small models shipped with the package
 MAX_TOKENS = 2000
+MAX_BEAM = 16
+NAMES = {"vit": "digits", "gpt": "text", "seq2seq": "seq2seq"}  # kind -> what the pages call it
 
 
 def find_runs(run_dirs: list[str | Path], runs_root: Path = Path("runs")) -> dict[str, Path]:
-    """The run directory to serve per kind ("vit", "gpt"): those given (the last of each kind wins), else
-    the newest run of that kind under ``runs_root`` that has weights, else the pretrained one."""
+    """The run directory to serve per kind ("vit", "gpt", "seq2seq"): those given (the last of each kind
+    wins), else the newest run of that kind under ``runs_root`` that has weights, else the pretrained one."""
     chosen: dict[str, Path] = {}
     for run_dir in map(Path, run_dirs):
         kind = runs.read_run_config(run_dir)["kind"]
-        if kind not in ("vit", "gpt"):
-            raise ValueError(f"{run_dir} holds a {kind} run; serve shows vit and gpt runs")
+        if kind not in SHIPPED:
+            raise ValueError(f"{run_dir} holds a {kind} run; serve shows vit, gpt and seq2seq runs")
         if not (run_dir / runs.MODEL).is_file():
             raise FileNotFoundError(f"{run_dir} has no {runs.MODEL} yet (train it first)")
         chosen[kind] = run_dir
@@ -49,8 +51,9 @@ def find_runs(run_dirs: list[str | Path], runs_root: Path = Path("runs")) -> dic
             chosen[runs.read_run_config(weights.parent)["kind"]] = weights.parent
         except (OSError, ValueError):
             continue  # not a run directory labformer can read: skip it
-    for kind, name in (("vit", "digits"), ("gpt", "text")):
-        chosen.setdefault(kind, PRETRAINED / name)
+    for kind, name in SHIPPED.items():
+        if (PRETRAINED / name / runs.MODEL).is_file():
+            chosen.setdefault(kind, PRETRAINED / name)
     return chosen
 
 
@@ -62,19 +65,14 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "folder": "its test images"}
 
 
-def run_name(run_dir: Path) -> str:
-    """How a page names a served run: "shipped digits model" / "shipped text model" for the models in the
-    package, else the run folder's name — never a path of the server's disk."""
-    for shipped, name in (("digits", "shipped digits model"), ("text", "shipped text model")):
-        if Path(run_dir).resolve() == (PRETRAINED / shipped).resolve():
-            return name
-    return Path(run_dir).resolve().name
-
-
 def run_summary(metrics: dict[str, Any], run: dict[str, Any]) -> str:
     """What a served model reaches, in words: "98.70 % test accuracy on MNIST" or "validation loss 1.452
     nats/character (the whole split)". The shipped models' numbers are those of their float16 weights."""
     numbers = {**metrics, **metrics.get("shipped", {})}
+    if run["kind"] == "seq2seq":
+        exact = numbers.get("test_exact")
+        task = {"dates": "dates", "reverse": "reversed strings"}.get(run.get("train", {}).get("task"), "its pairs")
+        return f"{exact * 100:.2f} % exact on held-out {task}" if exact is not None else "not evaluated yet"
     if run["kind"] == "vit":
         accuracy = numbers.get("test_accuracy")
         where = DATASETS.get(run.get("train", {}).get("dataset"), "its test images")
@@ -210,3 +208,69 @@ class TextModel:
             "heads": self.model.config.num_heads,
             "attention": [[[[round(float(v), 5) for v in row] for row in head] for head in layer[0]] for layer in maps],
         }
+
+
+class Seq2SeqModel:
+    """An encoder–decoder run: an input's output (greedy or beam search), the probability of each written
+    character, and its three kinds of attention — the encoder's self-attention, the decoder's causal
+    self-attention and the cross-attention."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from labformer.data.pairs import PairData, Vocabulary
+
+        self.model, self.run = runs.load_run(run_dir)
+        self.run_dir, self.lock = Path(run_dir), threading.Lock()
+        vocab = io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary")
+        self.data = PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
+
+    def describe(self) -> dict[str, Any]:
+        config, metrics = self.model.config, _metrics(self.run_dir)
+        return {
+            "name": run_name(self.run_dir),
+            "summary": run_summary(metrics, self.run),
+            "metrics": metrics,
+            "task": self.run["train"].get("task"),
+            "encoder_layers": config.encoder_layers,
+            "decoder_layers": config.decoder_layers,
+            "heads": config.num_heads,
+            "max_source": config.max_source,
+            "examples": [s for s, _, _ in _examples(self.run["train"].get("task"))],
+        }
+
+    @torch.no_grad()
+    def translate(self, text: str, beam: int = 1) -> dict[str, Any]:
+        """The output of ``text`` with per-step probabilities and attention (layers × heads × rows × columns)."""
+        from labformer.training.translation import attention_examples
+
+        if len(text) > self.model.config.max_source:
+            raise ValueError(
+                f"text has {len(text)} characters; this model reads at most {self.model.config.max_source}"
+            )
+        with self.lock:
+            ((source, written, attention),) = attention_examples(self.model, self.data, [text], beam=beam)
+        rounded = lambda t: [[[[round(float(v), 5) for v in row] for row in head] for head in layer] for layer in t]  # noqa: E731
+        end = attention.cross.shape[2] > len(written)  # the last row wrote the end token
+        return {
+            "text": text,
+            "output": written,
+            "source_tokens": list(text),
+            "output_tokens": [*written, *(["</s>"] if end else [])],
+            "decoder_tokens": ["<s>", *written][: attention.cross.shape[2]],
+            "probabilities": [round(float(p), 6) for p in attention.probabilities],
+            "unknown_characters": self.data.source_vocab.unknown(text),
+            "beam": beam,
+            "attention": {
+                "encoder": rounded(attention.encoder),
+                "decoder": rounded(attention.decoder),
+                "cross": rounded(attention.cross),
+            },
+        }
+
+
+def _examples(task: str | None) -> list[tuple[str, str, str]]:
+    """A few inputs to try: held-out test pairs of a generated task."""
+    if task not in ("dates", "reverse"):
+        return []
+    from labformer.data.pairs import load_pairs
+
+    return load_pairs(task, train_size=1, val_size=1, test_size=6, seed=0).splits["test"]

@@ -29,11 +29,23 @@ from labformer.training.runtime import autocast, removed_if_empty_on_failure
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
-    "MISTAKES", "Scores", "TranslationTask", "attention_examples", "run_data", "score_split", "train_seq2seq",
-    "translate_texts",
+    "MISTAKES", "Scores", "TranslationTask", "attention_examples", "open_translation_run", "run_data", "score_split",
+    "train_seq2seq", "translate_texts",
 ]  # fmt: skip
 
 MISTAKES = "mistakes.md"  # the commonest errors on the test split
+
+
+def open_translation_run(run_dir: str | Path, device: str = "cpu") -> tuple[Seq2Seq, PairData]:
+    """The model of a seq2seq run (eval mode) and its vocabularies, as a :class:`PairData` without splits
+    (:func:`run_data` regenerates them from the run's config)."""
+    from labformer.data.pairs import Vocabulary
+
+    model, run = runs.load_run(run_dir, device=device)
+    if run["kind"] != "seq2seq":
+        raise ValueError(f"{run_dir} holds a {run['kind']} model; this needs a seq2seq run")
+    vocab = io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary")
+    return model, PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
 
 
 def translate_texts(
@@ -108,23 +120,38 @@ def score_split(triples: list[tuple[str, str, str]], outputs: list[str]) -> Scor
     return Scores(exact / count, characters / count, means("group"), means("language"), mistakes)
 
 
+def what_differs(target: str, output: str) -> str:
+    """Where an answer went wrong: for an ISO date target, its parts ("day", "month and year", "length");
+    else the 1-based positions that differ."""
+    if len(output) != len(target):
+        return "length"
+    wrong = [i for i, (a, b) in enumerate(zip(target, output)) if a != b]
+    if len(target) == 10 and target[4] == target[7] == "-":
+        parts = [name for name, span in (("year", range(0, 4)), ("month", range(5, 7)), ("day", range(8, 10)))
+                 if any(i in span for i in wrong)]  # fmt: skip
+        return " and ".join(parts) or "a separator"
+    return "characters " + ", ".join(str(i + 1) for i in wrong)
+
+
 def mistakes_table(scores: Scores, limit: int = 20) -> str:
-    """Markdown: the commonest kinds of error (which positions of the target went wrong) and examples."""
-    kinds: Counter[str] = Counter()
-    for _, target, output, group in scores.mistakes:
-        wrong = [i for i in range(max(len(target), len(output))) if target[i : i + 1] != output[i : i + 1]]
-        where = "length" if len(output) != len(target) else f"characters {', '.join(map(str, wrong))}"
-        kinds[f"{group} | {where}"] += 1
+    """Markdown: the commonest kinds of error (the format and what part of the answer went wrong), then
+    examples."""
+    kinds: Counter[tuple[str, str]] = Counter(
+        (group, what_differs(target, output)) for _, target, output, group in scores.mistakes
+    )
     lines = [
         f"# Mistakes on the test split: {len(scores.mistakes)}",
         "",
         "| format | what differs | count |",
         "|---|---|---|",
-        *(f"| {kind.split(' | ')[0]} | {kind.split(' | ')[1]} | {n} |" for kind, n in kinds.most_common(limit)),
+        *(f"| {group} | {what} | {n} |" for (group, what), n in kinds.most_common(limit)),
         "",
         "| source | expected | written | format |",
         "|---|---|---|---|",
-        *(f"| {s} | {t} | {o} | {g} |" for s, t, o, g in scores.mistakes[:limit]),
+        *(
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in mistake) + " |"
+            for mistake in scores.mistakes[:limit]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
