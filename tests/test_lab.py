@@ -96,8 +96,9 @@ def test_self_vs_cross_shapes(results):
 
 
 def test_self_vs_cross_measures_the_trained_models_alignment(results):
-    """The month digits of the shipped dates model's answers read the month word: in some layer their
-    cross-attention on it is far above an even spread, and every example is written right."""
+    """The month digits of the shipped dates model's answers read the month word: in some layer most of
+    their cross-attention is on it, more than twice what an even spread would put there, and every example
+    is written right."""
     import torch
 
     from labformer.lab.attention_basics import MONTH_EXAMPLES
@@ -107,7 +108,7 @@ def test_self_vs_cross_measures_the_trained_models_alignment(results):
     numbers = results["self_vs_cross"].numbers
     shares = [v for k, v in numbers.items() if k.endswith("month digits' cross-attention on the month word")]
     even = numbers["the same share for attention spread evenly"]
-    assert len(shares) == 2 and max(shares) > 3 * even
+    assert len(shares) == 2 and max(shares) > 0.75 and max(shares) > 2 * even
     assert numbers["examples written right"] == f"{len(MONTH_EXAMPLES)} of {len(MONTH_EXAMPLES)}"
     # Recomputed by hand for the first example: "mercredi 3 mars 2021", the word "mars" at 11–14.
     model, data = open_translation_run(PRETRAINED / "dates")
@@ -115,7 +116,7 @@ def test_self_vs_cross_measures_the_trained_models_alignment(results):
     assert written == "2021-03-03" and source[11:15] == "mars"
     assert attention.cross.shape[:2] == (2, model.config.num_heads)
     by_hand = attention.cross.mean(1)[:, 5:7, 11:15].sum(-1).mean(-1)
-    assert torch.all(by_hand >= 0) and by_hand.max() > 3 * 4 / len(source)
+    assert torch.all(by_hand >= 0) and by_hand.max() > 2 * 4 / len(source)
 
 
 def test_lab_routes_each_run_to_the_experiment_that_reads_its_kind(tmp_path, capsys):

@@ -338,7 +338,8 @@ def test_newest_runs_are_served_and_bad_run_directories_are_refused(tmp_path):
         (root / name / "config.json").write_text(json.dumps({"kind": kind, "model": {}, "train": {}}))
         (root / name / "model.safetensors").write_bytes(b"")
     os.utime(root / "a-old" / "model.safetensors", (1, 1))
-    assert find_runs([], root) == {"gpt": root / "b-new", "vit": root / "c"}
+    shipped = {"seq2seq": PRETRAINED / "dates"}  # no seq2seq run under runs/: the shipped one
+    assert find_runs([], root) == {"gpt": root / "b-new", "vit": root / "c", **shipped}
     assert find_runs([root / "a-old"], root) == {"gpt": root / "a-old"}
     (root / "d").mkdir()
     with pytest.raises(FileNotFoundError):

@@ -41,7 +41,7 @@ class Seq2SeqConfig(JsonConfig):
     num_heads: int = setting(4, "attention heads; must divide dim")
     encoder_layers: int = setting(2, "encoder layers (self-attention and a feed-forward block)")
     decoder_layers: int = setting(2, "decoder layers (causal self-attention, cross-attention, feed-forward)")
-    mlp_dim: int = setting(512, "hidden size of each feed-forward block")
+    mlp_dim: int = setting(256, "hidden size of each feed-forward block")
     dropout: float = setting(0.0, "on embeddings, inside the feed-forward blocks and on residual branches")
     attention_dropout: float = setting(
         0.0, "on the attention weights (above 0, attention cannot run torch's fused kernel: slower)"

@@ -318,7 +318,7 @@ class TranslationConfig(JsonConfig):
     train_size: int = setting(100000, "dates and reverse: training pairs generated")
     val_size: int = setting(2000, "validation pairs (pairs: at most a tenth of the file)")
     test_size: int = setting(5000, "held-out test pairs (pairs: at most a tenth of the file)")
-    iters: int = setting(3000, "optimisation steps")
+    iters: int = setting(2000, "optimisation steps")
     batch_size: int = setting(128, "pairs per step (the global batch across processes)")
     lr: float = setting(2e-3, "peak learning rate")
     min_lr_ratio: float = setting(0.05, "cosine floor as a fraction of lr")
@@ -363,7 +363,7 @@ class TranslationConfig(JsonConfig):
 SEQ2SEQ_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "dates": (
         dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=256, dropout=0.1),
-        dict(task="dates", iters=3000, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
+        dict(task="dates", iters=2000, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
     ),
     "reverse": (
         dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=256, dropout=0.1),
