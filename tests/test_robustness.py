@@ -103,6 +103,22 @@ def test_two_processes_gpt(tmp_path, corpus_file):
     assert_same_weights(tmp_path / "one", tmp_path / "two")
 
 
+def test_two_processes_seq2seq(tmp_path):
+    """Two processes, each half of every batch, train the weights one process trains (pairs of different
+    lengths: each pair weighs the same in the loss, whichever process holds it)."""
+    args = ["train", "seq2seq", "--task", "reverse", "--iters", "6", "--eval-interval", "3", "--batch-size", "8",
+            "--dropout", "0", "--dim", "16", "--num-heads", "2", "--mlp-dim", "32", "--train-size", "200",
+            "--val-size", "20", "--test-size", "20", "--eval-size", "10", "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    single = run_cli(*args, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    double = torchrun(2, *args, "--out", str(tmp_path / "two"))
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["processes"] == 2 and two["test_count"] == 20
+
+
 def test_odd_global_batch_is_refused_clearly(tmp_path, mnist_dir):
     result = torchrun(
         2, "train", "vit", "--data-dir", str(mnist_dir), "--batch-size", "49", "--out", str(tmp_path / "r"), *TINY_VIT

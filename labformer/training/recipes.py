@@ -366,7 +366,7 @@ SEQ2SEQ_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         dict(task="dates", iters=2000, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
     ),
     "reverse": (
-        dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=256, dropout=0.1),
+        dict(dim=128, num_heads=4, encoder_layers=2, decoder_layers=2, mlp_dim=256, dropout=0.0),
         dict(task="reverse", iters=1500, batch_size=128, lr=2e-3, warmup_iters=200, eval_interval=500),
     ),
 }

@@ -254,12 +254,18 @@ class TranslationTask:
 
 
 def pair_loss(model: nn.Module, source: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Teacher forcing: mean cross-entropy of the model's next-token logits for ``target`` (B, T) (start
-    token first, padding after the end) given ``source`` (B, S); padding is not scored."""
+    """Teacher forcing: the cross-entropy of the model's next-token logits for ``target`` (B, T) (start token
+    first, padding after the end) given ``source`` (B, S), averaged over each pair's tokens (padding not
+    scored), then over the pairs. Every pair weighs the same, so the mean of equal slices of a batch is the
+    batch's mean: data-parallel processes train exactly what one process does."""
     logits = model(source, target[:, :-1])
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), target[:, 1:].flatten(), ignore_index=PAD, label_smoothing=label_smoothing
-    )
+    labels = target[:, 1:]
+    losses = F.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=PAD, label_smoothing=label_smoothing,
+        reduction="none",
+    ).view_as(labels)  # fmt: skip
+    counts = (labels != PAD).sum(1).clamp(min=1)
+    return (losses.sum(1) / counts).mean()
 
 
 def run_data(
