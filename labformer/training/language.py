@@ -28,6 +28,7 @@ from labformer.training.recipes import GPT_PRESETS as PRESETS
 from labformer.training.recipes import LanguageConfig
 from labformer.training.recipes import gpt_configs as preset_configs
 from labformer.training.runtime import autocast, removed_if_empty_on_failure, resolve_muon_precision
+from labformer.training.task import RandomBatches
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
@@ -68,7 +69,7 @@ def estimate_loss(
     return losses
 
 
-class LanguageTask:
+class LanguageTask(RandomBatches):
     """Language modelling for the :class:`~labformer.training.trainer.Trainer`: each step draws random
     windows of the training text (one seeded stream); every ``eval_interval`` steps the mean train and
     validation losses over ``eval_iters`` batches; the lowest validation loss wins.
@@ -79,6 +80,7 @@ class LanguageTask:
     """
 
     kind, monitor, maximize, sums, unit = "gpt", "val_loss", False, (), "step"
+    label = "train gpt"
 
     def __init__(
         self, model: nn.Module, data: TextData, config: LanguageConfig, block_size: int, device: torch.device
@@ -109,21 +111,6 @@ class LanguageTask:
 
     def describe(self, row: dict[str, float]) -> str:
         return f"step {row['step']}: train loss {row['train_loss']:.3f}, val loss {row['val_loss']:.3f}"
-
-    def span(self, step: int) -> tuple[str, int, int]:
-        return "train gpt", 0, self.total_steps
-
-    def postfix(self, running: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{running['loss_sum'] / max(running['count'], 1):.3f}"}
-
-    def where(self, step: int) -> str:
-        return f"step {step + 1}"
-
-    def stream_state(self, step: int) -> dict[str, Tensor]:
-        return {"rng.batches": self.batches.get_state()}
-
-    def restore_stream(self, step: int, tensors: dict[str, Tensor]) -> None:
-        self.batches.set_state(tensors["rng.batches"])
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
         best = min(trainer.history.rows, key=lambda row: row["val_loss"])

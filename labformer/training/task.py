@@ -1,19 +1,21 @@
 """What a kind of model brings to the :class:`~labformer.training.trainer.Trainer`: its batches, loss,
-evaluation and how it reports them. ``ClassifyTask`` (training/classify.py) and ``LanguageTask``
-(training/language.py) are the two.
+evaluation and how it reports them. ``ClassifyTask`` (training/classify.py), ``LanguageTask``
+(training/language.py) and ``TranslationTask`` (training/translation.py) are the three; the last two
+count steps and draw random batches from one seeded stream (:class:`RandomBatches`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from labformer.training.progress import Progress
     from labformer.training.trainer import Trainer
 
-__all__ = ["Task"]
+__all__ = ["RandomBatches", "Task"]
 
 
 class Task(Protocol):
@@ -61,3 +63,29 @@ class Task(Protocol):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         """The line printed at the end."""
+
+
+class RandomBatches:
+    """The parts of a task that counts steps (no epochs) and draws each batch from one seeded generator,
+    ``self.batches``: one progress bar over the run, "step N" in messages, the running loss beside the
+    bar, and the generator's state in the checkpoint so a resumed run draws the same batches."""
+
+    label: str  # the progress bar's label, e.g. "train gpt"
+    digits = 3  # of the running loss shown beside the bar
+    total_steps: int
+    batches: torch.Generator
+
+    def span(self, step: int) -> tuple[str, int, int]:
+        return self.label, 0, self.total_steps
+
+    def postfix(self, running: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{running['loss_sum'] / max(running['count'], 1):.{self.digits}f}"}
+
+    def where(self, step: int) -> str:
+        return f"step {step + 1}"
+
+    def stream_state(self, step: int) -> dict[str, Tensor]:
+        return {"rng.batches": self.batches.get_state()}
+
+    def restore_stream(self, step: int, tensors: dict[str, Tensor]) -> None:
+        self.batches.set_state(tensors["rng.batches"])

@@ -26,6 +26,7 @@ from labformer.training.optim import Schedule, build_optimizer
 from labformer.training.progress import Progress
 from labformer.training.recipes import TranslationConfig
 from labformer.training.runtime import autocast, removed_if_empty_on_failure
+from labformer.training.task import RandomBatches
 from labformer.training.trainer import Trainer, open_run
 
 __all__ = [
@@ -156,13 +157,15 @@ def mistakes_table(scores: Scores, limit: int = 20) -> str:
     return "\n".join(lines) + "\n"
 
 
-class TranslationTask:
+class TranslationTask(RandomBatches):
     """Source → target pairs for the :class:`~labformer.training.trainer.Trainer`: each step draws random
     pairs of the training split (one seeded stream); every ``eval_interval`` steps the validation loss
     (teacher forcing) and the exact match of greedy decoding on ``eval_size`` validation pairs; the lowest
     validation loss wins."""
 
     kind, monitor, maximize, sums, unit = "seq2seq", "val_loss", False, (), "step"
+    label = "train seq2seq"
+    digits = 4
 
     def __init__(self, model: Seq2Seq, data: PairData, config: TranslationConfig, device: torch.device) -> None:
         self.model, self.data, self.config, self.device = model, data, config, device
@@ -208,21 +211,6 @@ class TranslationTask:
             f"step {row['step']}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
             f"val exact match {row['val_exact']:.2%}"
         )
-
-    def span(self, step: int) -> tuple[str, int, int]:
-        return "train seq2seq", 0, self.total_steps
-
-    def postfix(self, running: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{running['loss_sum'] / max(running['count'], 1):.4f}"}
-
-    def where(self, step: int) -> str:
-        return f"step {step + 1}"
-
-    def stream_state(self, step: int) -> dict[str, Tensor]:
-        return {"rng.batches": self.batches.get_state()}
-
-    def restore_stream(self, step: int, tensors: dict[str, Tensor]) -> None:
-        self.batches.set_state(tensors["rng.batches"])
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
         best = min(trainer.history.rows, key=lambda row: row["val_loss"])
