@@ -49,11 +49,12 @@ def test_the_readme_is_a_short_front_door_with_the_two_commands():
         assert (ROOT / target).exists(), target
 
 
-TEXT_SUFFIXES = {".md", ".py", ".js", ".html", ".css", ".yml", ".yaml", ".toml", ".sh", ".txt", ".ipynb", ".cfg"}
+TEXT_SUFFIXES = {".md", ".py", ".js", ".html", ".css", ".yml", ".yaml", ".toml", ".sh", ".txt", ".ipynb", ".cfg",
+                 ".json", ".log", ".csv", ".tsv"}  # fmt: skip
 # Words that only make sense to whoever wrote them on the day, or only on the machine that built it.
 WORK_ITEM = re.compile(r"\b[Ii]ssues? #?\d+|\b[Ii]tem \d+ (?:stays|is)\b")
 RELATIVE_TIME = re.compile(r"(?<![.\w])[Tt]oday\b(?!\()")
-BUILD_PATHS = re.compile(r"/work/|/root/|/home/[a-z]|/tmp/pytest")
+BUILD_PATHS = re.compile(r"/work/|/root/|/home/[a-z]|/tmp/pytest|/tmp/tmp")
 
 
 def repository_text_files() -> list[Path]:
