@@ -42,13 +42,9 @@ def train(task: str, out: Path, threads: int) -> dict:
 
 
 def decoding_rows(run_dir: Path, count: int, rounds: int) -> list[list[str]]:
-    from labformer.runs import read_run_config
-    from labformer.training.recipes import TranslationConfig
-    from labformer.training.translation import open_translation_run, run_data
+    from labformer.training.translation import open_translation_run
 
-    model, vocabularies = open_translation_run(run_dir)
-    config = TranslationConfig.from_dict({**read_run_config(run_dir)["train"], "device": "cpu"})
-    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    model, data = open_translation_run(run_dir, splits=True)
     sources = [s for s, _, _ in data.splits["test"][:count]]
     rows = []
     for beam in (1, 4):

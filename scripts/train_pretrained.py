@@ -71,12 +71,9 @@ def score_text(target: Path) -> dict:
 
 
 def score_dates(target: Path) -> dict:
-    from labformer.training.recipes import TranslationConfig
-    from labformer.training.translation import open_translation_run, run_data, score_split, translate_texts
+    from labformer.training.translation import open_translation_run, score_split, translate_texts
 
-    model, vocabularies = open_translation_run(target)
-    config = TranslationConfig.from_dict(runs.read_run_config(target)["train"])
-    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    model, data = open_translation_run(target, splits=True)
     test = data.splits["test"]
     scores = score_split(test, translate_texts(model, data, [s for s, _, _ in test]))
     return {"test_exact": scores.exact, "test_characters": scores.characters}

@@ -11,7 +11,7 @@ import torch
 from labformer import runs
 from labformer.cli import main
 from labformer.training.recipes import TranslationConfig
-from labformer.training.translation import open_translation_run, run_data, score_split, translate_texts
+from labformer.training.translation import open_translation_run, score_split, translate_texts
 
 TINY = ["--dim", "32", "--num-heads", "2", "--mlp-dim", "64", "--train-size", "2000", "--val-size", "100",
         "--test-size", "100", "--eval-size", "50", "--eval-interval", "20", "--batch-size", "32", "--device", "cpu",
@@ -32,9 +32,7 @@ def test_a_run_holds_its_files_and_its_metrics_are_its_models(reverse_run):
     run = runs.read_run_config(reverse_run)
     assert run["kind"] == "seq2seq" and run["preset"] == "reverse" and run["train"]["task"] == "reverse"
     metrics = json.loads((reverse_run / runs.METRICS).read_text())
-    model, vocabularies = open_translation_run(reverse_run)
-    data = run_data(TranslationConfig.from_dict(run["train"]), (vocabularies.source_vocab.chars,
-                                                                vocabularies.target_vocab.chars))  # fmt: skip
+    model, data = open_translation_run(reverse_run, splits=True)
     test = data.splits["test"]
     scores = score_split(test, translate_texts(model, data, [s for s, _, _ in test]))
     assert metrics["test_exact"] == pytest.approx(scores.exact) and metrics["test_count"] == 100
@@ -94,6 +92,8 @@ def test_resume_gives_the_same_model(tmp_path):
         (["train", "seq2seq", "--iters", "0"], "--iters must be a positive integer; got 0"),
         (["train", "seq2seq", "--num-heads", "5"], "--num-heads (5) must divide --dim (128)"),
         (["translate", "RUN", "x", "--beam", "0"], "--beam must be a positive number of hypotheses; got 0"),
+        (["evaluate", str(runs.PRETRAINED / "dates"), "--text", "a.txt"], "a seq2seq model is scored on its held-out"),
+        (["translate", str(runs.PRETRAINED / "text"), "x"], "holds a gpt model; this needs a seq2seq run"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(argv, message, capsys, tmp_path, monkeypatch):

@@ -101,12 +101,9 @@ def test_the_shipped_models_numbers_are_recomputed_from_their_weights(mnist_test
 def test_the_shipped_dates_models_numbers_are_recomputed_from_its_weights():
     """The shipped encoder-decoder's held-out exact match and character accuracy, from its float16 weights:
     the test split regenerated from the run's config, decoded greedily, compared with the ISO dates."""
-    from labformer.training.recipes import TranslationConfig
-    from labformer.training.translation import open_translation_run, run_data, translate_texts
+    from labformer.training.translation import open_translation_run, translate_texts
 
-    model, vocabularies = open_translation_run(PRETRAINED / "dates")
-    config = TranslationConfig.from_dict(runs.read_run_config(PRETRAINED / "dates")["train"])
-    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    model, data = open_translation_run(PRETRAINED / "dates", splits=True)
     test = data.splits["test"]
     outputs = translate_texts(model, data, [source for source, _, _ in test])
     exact = sum(output == target for output, (_, target, _) in zip(outputs, test)) / len(test)

@@ -105,13 +105,9 @@ def _translate(args: argparse.Namespace) -> None:
 
 def evaluate_pairs(args: argparse.Namespace) -> None:
     """``labformer evaluate SEQ2SEQ_RUN``: exact match and character accuracy on the held-out test split."""
-    from labformer.runs import read_run_config
-    from labformer.training.recipes import TranslationConfig
-    from labformer.training.translation import open_translation_run, run_data, score_split, translate_texts
+    from labformer.training.translation import open_translation_run, score_split, translate_texts
 
-    model, vocabularies = open_translation_run(args.run_dir, args.device)
-    config = TranslationConfig.from_dict({**read_run_config(args.run_dir)["train"], "device": "cpu"})
-    data = run_data(config, (vocabularies.source_vocab.chars, vocabularies.target_vocab.chars))
+    model, data = open_translation_run(args.run_dir, args.device, splits=True)
     test = data.splits["test"]
     scores = score_split(test, translate_texts(model, data, [s for s, _, _ in test]))
     if args.json:

@@ -75,7 +75,7 @@ def evaluate(args: argparse.Namespace) -> None:
         from labformer.cli.seq2seq import evaluate_pairs
 
         if args.text or args.data_dir:
-            raise ValueError("a seq2seq run is scored on its held-out test split; --text and --data-dir do not apply")
+            raise ValueError("a seq2seq model is scored on its held-out test split; --text and --data-dir do not apply")
         return evaluate_pairs(args)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; evaluate scores vit, gpt and seq2seq runs")

@@ -222,6 +222,7 @@ class Seq2SeqModel:
         self.run_dir, self.lock = Path(run_dir), threading.Lock()
         vocab = io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary")
         self.data = PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
+        self.examples = [source for source, _, _ in _examples(self.run["train"].get("task"))]  # once, not per request
 
     def describe(self) -> dict[str, Any]:
         config, metrics = self.model.config, _metrics(self.run_dir)
@@ -234,7 +235,7 @@ class Seq2SeqModel:
             "decoder_layers": config.decoder_layers,
             "heads": config.num_heads,
             "max_source": config.max_source,
-            "examples": [s for s, _, _ in _examples(self.run["train"].get("task"))],
+            "examples": self.examples,
         }
 
     @torch.no_grad()

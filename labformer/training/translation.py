@@ -37,15 +37,18 @@ __all__ = [
 MISTAKES = "mistakes.md"  # the commonest errors on the test split
 
 
-def open_translation_run(run_dir: str | Path, device: str = "cpu") -> tuple[Seq2Seq, PairData]:
-    """The model of a seq2seq run (eval mode) and its vocabularies, as a :class:`PairData` without splits
-    (:func:`run_data` regenerates them from the run's config)."""
+def open_translation_run(run_dir: str | Path, device: str = "cpu", *, splits: bool = False) -> tuple[Seq2Seq, PairData]:
+    """The model of a seq2seq run (eval mode) and its vocabularies as a :class:`PairData`; with ``splits``,
+    also the run's splits, regenerated from its config (seeded: the pairs it trained and was tested on)."""
     from labformer.data.pairs import Vocabulary
 
     model, run = runs.load_run(run_dir, device=device)
     if run["kind"] != "seq2seq":
         raise ValueError(f"{run_dir} holds a {run['kind']} model; this needs a seq2seq run")
     vocab = io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary")
+    if splits:
+        config = TranslationConfig.from_dict({**run["train"], "device": "cpu"})  # the data only
+        return model, run_data(config, (vocab["source"], vocab["target"]))
     return model, PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
 
 
