@@ -140,14 +140,15 @@ def shakespeare() -> Path:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """The pretrained models behind a test client (no run directory given, none under runs/)."""
+    """The pretrained models behind a test client (no run directory given, none under runs/), on a server
+    that lets visitors build the lab report; the client calls it as http://localhost, as a browser would."""
     lab = tmp_path_factory.mktemp("lab")
     from labformer.serve import load_app
 
-    app, chosen = load_app([], lab_dir=lab, runs_root=lab / "no-runs")
+    app, chosen = load_app([], lab_dir=lab, runs_root=lab / "no-runs", allow_build=True)
     from starlette.testclient import TestClient
 
-    return TestClient(app), chosen, lab
+    return TestClient(app, base_url="http://localhost"), chosen, lab
 
 
 def script(name: str):  # noqa: ANN201 - the module

@@ -151,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--lab", default="lab-report", help="the `labformer lab all` report to show (default: lab-report)"
     )
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer requests for this host name (repeatable; '*' answers any name, which a web page "
+        "can abuse by DNS rebinding); localhost, 127.0.0.1, [::1] and --host are always answered",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allow-build", action="store_true",
+        help="let visitors rebuild the lab report from the lab page (every experiment, about 15 s of CPU)",
+    )  # fmt: skip
     serve.set_defaults(handler=_serve)
 
     doctor = commands.add_parser(
@@ -188,7 +197,14 @@ def _export(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from labformer.serve import serve
 
-    serve(args.run_dirs, host=args.host, port=args.port, lab_dir=args.lab)  # uvicorn stops on Ctrl-C
+    serve(
+        args.run_dirs,
+        host=args.host,
+        port=args.port,
+        lab_dir=args.lab,
+        allow_hosts=args.allow_host,
+        allow_build=args.allow_build,
+    )  # fmt: skip  (uvicorn stops on Ctrl-C)
 
 
 def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:

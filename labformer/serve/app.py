@@ -4,7 +4,8 @@ Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the
 ``/seq2seq`` (type an input, watch the encoder–decoder write it and attend three ways), ``/lab`` (the
 ``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
 
-- ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its metrics.
+- ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its
+  metrics; and the usage so far (predictions, characters generated, translations, requests refused).
 - ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
   picture with no ink), probabilities, the 28×28 input
   and the class token's attention per layer and head, with the rollout.
@@ -14,14 +15,18 @@ Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the
 - ``POST /api/seq2seq/translate``: JSON {text, beam} -> the output, the probability of each written
   character, and per layer and head the encoder's self-attention, the decoder's causal self-attention and
   the cross-attention (each output position over the input characters).
-- ``GET /api/lab``: whether a lab report is there to browse; ``POST /api/lab/build`` builds it (every
-  experiment of the lab, about 15 s on 2 CPU cores).
+- ``GET /api/lab``: whether a lab report is there to browse and whether this server may build it;
+  ``POST /api/lab/build`` builds it (every experiment of the lab, about 15 s on 2 CPU cores) when the
+  server was started with ``--allow-build`` (else 403); while a build runs, another gets 409.
 
-Everything the pages load is served from the package: no CDN, no network.
+Every request passes :class:`labformer.serve.security.HostGuard` (403 for a foreign ``Host`` or a
+cross-site POST). No answer names a path of the server's disk: runs are named in words or by their
+folder's name. Everything the pages load is served from the package: no CDN, no network.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -30,12 +35,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from labformer.serve.models import MAX_BEAM, MAX_TOKENS, DigitModel, Seq2SeqModel, TextModel
+from labformer.serve.security import HostGuard, Hosts
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -93,10 +100,16 @@ def create_app(
     text: TextModel | None,
     lab_dir: Path | None = None,
     seq2seq: Seq2SeqModel | None = None,
+    *,
+    hosts: Hosts | None = None,
+    allow_build: bool = False,
 ) -> Starlette:
     """The application serving ``digits``, ``text`` and ``seq2seq`` (any may be None) and the report in
-    ``lab_dir``."""
+    ``lab_dir``, answering the ``Host`` names of ``hosts`` (default: this machine's loopback names only);
+    ``allow_build`` lets a visitor run ``POST /api/lab/build``."""
     lab_dir = Path(lab_dir) if lab_dir is not None else None
+    building = asyncio.Lock()  # one lab build at a time: a second request gets 409, never a second writer
+    refused = {"host": 0, "origin": 0}  # counted by the guard, reported by /api/health
 
     def need(model: Any, what: str) -> Any:
         if model is None:
@@ -109,6 +122,12 @@ def create_app(
                 "digits": digits.describe() if digits else None,
                 "text": text.describe() if text else None,
                 "seq2seq": seq2seq.describe() if seq2seq else None,
+                "usage": {
+                    "predictions": digits.answered if digits else 0,
+                    "characters": text.generated if text else 0,
+                    "translations": seq2seq.answered if seq2seq else 0,
+                    "refused": dict(refused),
+                },
             }
         )
 
@@ -184,7 +203,15 @@ def create_app(
             if available
             else f"no lab report in {where}/: build it with `labformer lab all --out {where}`, then reload"
         )
-        return {"available": available, "report": "/lab/report/report.html" if available else None, "message": message}
+        if not allow_build and not available:
+            message += " (this server does not build it: start labformer serve with --allow-build for a button)"
+        return {
+            "available": available,
+            "report": "/lab/report/report.html" if available else None,
+            "message": message,
+            "can_build": allow_build and lab_dir is not None,
+            "building": building.locked(),
+        }
 
     async def lab(request: Request) -> JSONResponse:
         return JSONResponse(lab_state())
@@ -192,9 +219,14 @@ def create_app(
     async def build_lab(request: Request) -> JSONResponse:
         if lab_dir is None:
             raise _error(404, "this server shows no lab report (start it with --lab DIR)")
+        if not allow_build:
+            raise _error(403, "this server does not build the lab report: start labformer serve with --allow-build")
+        if building.locked():
+            raise _error(409, "the lab report is being built already; reload the page when it is done")
         from labformer.lab.report import write_report  # matplotlib: only when a report is built
 
-        await run_in_threadpool(write_report, lab_dir)
+        async with building:
+            await run_in_threadpool(write_report, lab_dir)
         return JSONResponse(lab_state())
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
@@ -218,4 +250,5 @@ def create_app(
     ]
     if lab_dir is not None:
         routes.append(Mount("/lab/report", StaticFiles(directory=lab_dir, check_dir=False), name="lab"))
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    guard = Middleware(HostGuard, hosts=hosts or Hosts(), refused=refused)
+    return Starlette(routes=routes, middleware=[guard], exception_handlers={HTTPException: http_error})

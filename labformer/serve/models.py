@@ -94,6 +94,7 @@ class DigitModel:
             model = labformer_model.eval()
         self.model: ViT = model
         self.run, self.run_dir, self.lock = run, Path(run_dir), threading.Lock()
+        self.answered = 0  # predictions made, for /api/health
         self.mean = torch.tensor(run["mean"]).view(1, -1, 1, 1)
         self.std = torch.tensor(run["std"]).view(1, -1, 1, 1)
         self.grid = model.config.image_size // model.config.patch_size
@@ -123,6 +124,7 @@ class DigitModel:
         x = (pixels[None].float() / 255 - self.mean) / self.std
         with self.lock, record_attention(self.model) as maps:
             probabilities = self.model(x).softmax(-1)[0]
+            self.answered += 1
         patches = self.grid * self.grid
         if config.pool == "cls":  # the class token's row, over the patch tokens
             cls = [layer[0, :, 0, 1:] for layer in maps]
@@ -153,6 +155,7 @@ class TextModel:
     def __init__(self, run_dir: Path) -> None:
         self.model, self.run = runs.load_run(run_dir)
         self.run_dir, self.lock = Path(run_dir), threading.Lock()
+        self.generated = 0  # characters sampled, for /api/health (and to see a stream stop)
         self.tokenizer = CharTokenizer(io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary"))
 
     def describe(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ class TextModel:
             while True:
                 with self.lock:
                     token = next(sampled, None)
+                    self.generated += token is not None
                 if token is None:
                     return
                 yield self.tokenizer.decode(token[0].tolist())
@@ -220,6 +224,7 @@ class Seq2SeqModel:
 
         self.model, self.run = runs.load_run(run_dir)
         self.run_dir, self.lock = Path(run_dir), threading.Lock()
+        self.answered = 0  # translations made, for /api/health
         vocab = io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary")
         self.data = PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
         self.examples = [source for source, _, _ in _examples(self.run["train"].get("task"))]  # once, not per request
@@ -249,6 +254,7 @@ class Seq2SeqModel:
             )
         with self.lock:
             ((source, written, attention),) = attention_examples(self.model, self.data, [text], beam=beam)
+            self.answered += 1
         rounded = lambda t: [[[[round(float(v), 5) for v in row] for row in head] for head in layer] for layer in t]  # noqa: E731
         end = attention.cross.shape[2] > len(written)  # the last row wrote the end token
         return {
