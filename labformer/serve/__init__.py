@@ -46,6 +46,8 @@ def serve(
     ``allow_hosts`` names (see :mod:`labformer.serve.security`)."""
     import uvicorn
 
+    from labformer.serve.runner import serving_threads
+
     if not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535; got {port}")
     allow_hosts = list(allow_hosts)
@@ -53,6 +55,7 @@ def serve(
         if not name.strip() or "/" in name or " " in name.strip():
             raise ValueError(f"--allow-host takes a host name such as classroom.local or '*'; got {name!r}")
     hosts = Hosts.for_server(host, allow_hosts)
+    serving_threads()
     app, chosen = load_app(run_dirs, lab_dir, hosts=hosts, allow_build=allow_build)
     with socket.socket() as probe:  # a clear error instead of uvicorn's log line when the port is taken
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -29,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -42,6 +42,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from labformer.serve.models import MAX_BEAM, MAX_TOKENS, DigitModel, Seq2SeqModel, TextModel
+from labformer.serve.runner import ANSWER, STREAM, ModelThread
 from labformer.serve.security import HostGuard, Hosts
 
 __all__ = ["MAX_BODY", "create_app"]
@@ -110,6 +111,7 @@ def create_app(
     lab_dir = Path(lab_dir) if lab_dir is not None else None
     building = asyncio.Lock()  # one lab build at a time: a second request gets 409, never a second writer
     refused = {"host": 0, "origin": 0}  # counted by the guard, reported by /api/health
+    models = ModelThread()  # every model call, answers before stream steps (see labformer.serve.runner)
 
     def need(model: Any, what: str) -> Any:
         if model is None:
@@ -140,7 +142,7 @@ def create_app(
         if not image:
             raise _error(400, "the body is empty; send the image's bytes")
         try:
-            return JSONResponse(await run_in_threadpool(model.predict, image))
+            return JSONResponse(await models.run(ANSWER, model.predict, image))
         except ValueError as error:
             raise _error(400, str(error)) from None
 
@@ -167,10 +169,15 @@ def create_app(
         if seed is not None and not 0 <= seed < 2**63:
             raise _error(400, f"seed must be between 0 and 2**63 - 1; got {seed}")
         try:
-            characters = model.stream(prompt, tokens, float(temperature), top_k, seed)
+            sampled = model.stream(prompt, tokens, float(temperature), top_k, seed)
         except ValueError as error:
             raise _error(400, str(error)) from None
-        return StreamingResponse(characters, media_type="text/plain; charset=utf-8")
+
+        async def characters() -> AsyncIterator[str]:  # one step per character; none once the reader left
+            while (character := await models.run(STREAM, next, sampled, None)) is not None:
+                yield character
+
+        return StreamingResponse(characters(), media_type="text/plain; charset=utf-8")
 
     async def attention(request: Request) -> JSONResponse:
         model: TextModel = need(text, "text")
@@ -178,7 +185,7 @@ def create_app(
         if not data.get("text"):
             raise _error(400, "text must be a non-empty string")
         try:
-            return JSONResponse(await run_in_threadpool(model.attention, data["text"]))
+            return JSONResponse(await models.run(ANSWER, model.attention, data["text"]))
         except ValueError as error:
             raise _error(400, str(error)) from None
 
@@ -191,7 +198,7 @@ def create_app(
         if not 1 <= beam <= MAX_BEAM:
             raise _error(400, f"beam must be between 1 and {MAX_BEAM}; got {beam}")
         try:
-            return JSONResponse(await run_in_threadpool(model.translate, text, beam))
+            return JSONResponse(await models.run(ANSWER, model.translate, text, beam))
         except ValueError as error:
             raise _error(400, str(error)) from None
 
@@ -225,8 +232,8 @@ def create_app(
             raise _error(409, "the lab report is being built already; reload the page when it is done")
         from labformer.lab.report import write_report  # matplotlib: only when a report is built
 
-        async with building:
-            await run_in_threadpool(write_report, lab_dir)
+        async with building:  # its own thread: the models keep answering meanwhile
+            await asyncio.to_thread(write_report, lab_dir)
         return JSONResponse(lab_state())
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
