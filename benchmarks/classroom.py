@@ -181,6 +181,10 @@ def main() -> None:
     parser.add_argument("--writers-every", type=int, default=6, help="one student in this many also writes")
     parser.add_argument("--image-size", type=int, default=280, help="side of the PNG a student sends (the pad's)")
     parser.add_argument("--no-save", action="store_true", help="print only; write no JSON")
+    parser.add_argument(
+        "--design", default="", help="a name for the server measured (saved as classroom-NAME), e.g. an older "
+        "labformer put first on PYTHONPATH to measure before a change",
+    )  # fmt: skip
     args = parser.parse_args()
     from labformer.data import load_mnist
 
@@ -206,7 +210,7 @@ def main() -> None:
         print(rows[-1], result["failures"], flush=True)
     if args.no_save:
         return
-    report = Report("classroom")
+    report = Report(f"classroom-{args.design}" if args.design else "classroom")
     report.table(
         f"`labformer serve` for a class: each student predicts a drawn digit every {PERIOD * 1e3:.0f} ms, one in "
         f"{args.writers_every} also streams {WRITE} characters, pauses 2–4 s and again; "

@@ -138,6 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--attention", action="store_true", help="also output every layer's attention weights")
     export.set_defaults(handler=_export)
 
+    view = commands.add_parser(
+        "attention",
+        help="a page's attention view without a browser: a digit's heads, a text's or a date's attention, "
+        "as PNG, SVG or standalone HTML",
+        description="Writes what labformer serve's pages show for an input: the ViT's class-token attention "
+        "for --image, the GPT's causal attention for --text, an encoder-decoder's attention for --text.",
+    )
+    view.add_argument("run_dir", metavar="RUN_DIR", help="a ViT, GPT or seq2seq run directory")
+    source = view.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="FILE", help="a PNG or JPEG image (ViT runs)")
+    source.add_argument("--text", metavar="TEXT", help="a text (GPT runs) or an input (seq2seq runs)")
+    view.add_argument("--out", required=True, metavar="FILE", help="the view to write: .png, .svg or .html")
+    view.add_argument("--layer", type=int, help="the layer to select, from 1 (default: the last)")
+    view.add_argument("--head", type=int, help="the head to select, from 1 (default: the first; for a text, "
+                      "the mean of the layer's heads)")  # fmt: skip
+    view.add_argument("--position", type=int, help="GPT: the character whose attention shades the text, from 1 "
+                      "(default: the last)")  # fmt: skip
+    view.add_argument("--kind", default="cross", help="seq2seq: encoder, decoder or cross (default: cross)")
+    view.add_argument("--beam", type=int, default=1, help="seq2seq: beam width (default: 1, greedy)")
+    view.set_defaults(handler=_attention)
+
     serve = commands.add_parser(
         "serve",
         help="a local web page: draw a digit and watch every head attend; watch the GPT write; watch an "
@@ -192,6 +213,44 @@ def _export(args: argparse.Namespace) -> None:
         f"{', '.join(shapes)}; ONNX Runtime vs PyTorch on {checked['check_batch']} random images, "
         f"max abs difference: {differences}"
     )
+
+
+def _attention(args: argparse.Namespace) -> None:
+    from labformer import runs
+    from labformer.serve import models, views
+
+    kind = runs.read_run_config(args.run_dir)["kind"]
+    if Path(args.out).suffix.lower() not in views.FORMATS:
+        raise ValueError(f"--out must end in {', '.join(views.FORMATS)}; got {Path(args.out).name}")
+    if kind == "vit":
+        if args.image is None:
+            raise ValueError(f"{args.run_dir} holds a ViT run: pass --image FILE")
+        try:
+            image = Path(args.image).read_bytes()
+        except OSError as error:
+            raise ValueError(f"--image {args.image}: cannot read it ({error.strerror or error})") from None
+        answer = models.DigitModel(Path(args.run_dir)).predict(image)
+        figure = views.digit_view(answer, args.layer, args.head)
+        probability = max(answer["probabilities"])
+        details = [f"image: {Path(args.image).name}", f"prediction: {answer['prediction']} ({probability:.1%})"]
+    elif kind in ("gpt", "seq2seq"):
+        if args.text is None:
+            raise ValueError(f"{args.run_dir} holds a {kind} run: pass --text TEXT")
+        if kind == "gpt":
+            answer = models.TextModel(Path(args.run_dir)).attention(args.text)
+            figure = views.text_view(answer, args.position, args.layer, args.head)
+            details = [f"text: {''.join(answer['tokens'])!r}"]
+        else:
+            if not 1 <= args.beam <= models.MAX_BEAM:
+                raise ValueError(f"--beam must be between 1 and {models.MAX_BEAM}; got {args.beam}")
+            answer = models.Seq2SeqModel(Path(args.run_dir)).translate(args.text, args.beam)
+            figure = views.seq2seq_view(answer, args.kind, args.layer)
+            details = [f"input: {args.text!r}", f"output: {answer['output']!r}"]
+    else:
+        raise ValueError(f"{args.run_dir} holds a {kind} run; attention views take vit, gpt and seq2seq runs")
+    name = runs.run_name(args.run_dir)
+    views.save_view(figure, Path(args.out), f"labformer attention: {name}", [f"model: {name}", *details])
+    print(f"{args.out}: {', '.join(details)}")
 
 
 def _serve(args: argparse.Namespace) -> None:
