@@ -51,7 +51,7 @@ def start_server(lab_dir: Path) -> tuple:
     """The shipped models (no run directory, none under runs/) and the report in ``lab_dir``, served."""
     from labformer.serve import load_app
 
-    app, _ = load_app([], lab_dir=lab_dir, runs_root=lab_dir / "no-runs")
+    app, _ = load_app([], lab_dir=lab_dir, runs_root=lab_dir / "no-runs", allow_build=True)
     return serve_in_thread(app)
 
 
