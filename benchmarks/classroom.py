@@ -172,6 +172,19 @@ def measure(
     }
 
 
+def served_commit() -> str:
+    """The commit of the labformer checkout this process (and so the server it starts) imports."""
+    import labformer
+
+    found = subprocess.run(
+        ["git", "-C", str(Path(labformer.__file__).parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    )
+    dirty = subprocess.run(["git", "-C", str(Path(labformer.__file__).parent), "diff", "--quiet", "HEAD", "--", "."])
+    return (found.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty.returncode else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="*", help="ViT and GPT runs to serve (default: the shipped models)")
@@ -179,7 +192,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the class (default: 60)")
     parser.add_argument("--alone-seconds", type=float, default=20.0, help="length of the one-student run")
     parser.add_argument("--writers-every", type=int, default=6, help="one student in this many also writes")
-    parser.add_argument("--image-size", type=int, default=280, help="side of the PNG a student sends (the pad's)")
+    parser.add_argument(
+        "--image-size", type=int, default=56, help="side of the PNG a student sends (the page sends 56)"
+    )
     parser.add_argument("--no-save", action="store_true", help="print only; write no JSON")
     parser.add_argument(
         "--design", default="", help="a name for the server measured (saved as classroom-NAME), e.g. an older "
@@ -234,6 +249,7 @@ def main() -> None:
         together["chars_min"] >= TARGET_CHARS,
         f"slowest by {TARGET_CHARS - together['chars_min']:.0f} characters/s",
     )
+    report.note(f"The server measured: labformer at commit {served_commit()}.")
     report.save({"results": {"alone": alone, "class": together}})
 
 
