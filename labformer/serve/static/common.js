@@ -229,7 +229,150 @@
     return model;
   }
 
+  // ---------------------------------------------------------------- saving and sharing views
+
+  /** Download `canvas` as a PNG file called `name`; resolves once the download has been handed over. */
+  function savePNG(canvas, name) {
+    return new Promise((resolve, reject) => {
+      canvas.toBlob((blob) => {
+        if (!blob) {
+          reject(new Error("The browser could not encode the view as PNG."));
+          return;
+        }
+        const url = URL.createObjectURL(blob);
+        const link = el("a", { href: url, download: name, hidden: true });
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 5000);
+        resolve();
+      }, "image/png");
+    });
+  }
+
+  const LABEL_FONT = "13px system-ui, sans-serif";
+
+  /**
+   * One canvas holding `rows` (arrays of equally sized canvases) as a grid with `rowLabels` at the left
+   * and `colLabels` on top, on white: each cell is drawn at its pixel size, `gap` pixels apart.
+   * Size: width = left + columns·(cell + gap), height = top + rows·(cell + gap), where left = 70 and
+   * top = 22 when there are labels.
+   */
+  function composeGrid(rows, rowLabels = [], colLabels = [], gap = 4) {
+    const cellW = rows[0][0].width;
+    const cellH = rows[0][0].height;
+    const left = rowLabels.length ? 70 : 0;
+    const top = colLabels.length ? 22 : 0;
+    const columns = Math.max(...rows.map((row) => row.length));
+    const out = document.createElement("canvas");
+    out.width = left + columns * (cellW + gap);
+    out.height = top + rows.length * (cellH + gap);
+    const ctx = out.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.fillStyle = "#222";
+    ctx.font = LABEL_FONT;
+    ctx.textBaseline = "middle";
+    colLabels.forEach((label, c) => {
+      ctx.textAlign = "center";
+      ctx.fillText(label, left + c * (cellW + gap) + cellW / 2, top / 2);
+    });
+    rows.forEach((row, r) => {
+      ctx.textAlign = "left";
+      if (rowLabels[r]) ctx.fillText(rowLabels[r], 4, top + r * (cellH + gap) + cellH / 2);
+      row.forEach((cell, c) => ctx.drawImage(cell, left + c * (cellW + gap), top + r * (cellH + gap)));
+    });
+    return out;
+  }
+
+  /** A canvas holding `canvas` with `caption` written under it, on white (height + 26 pixels). */
+  function withCaption(canvas, caption) {
+    const out = document.createElement("canvas");
+    out.width = canvas.width;
+    out.height = canvas.height + 26;
+    const ctx = out.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.drawImage(canvas, 0, 0);
+    ctx.fillStyle = "#222";
+    ctx.font = LABEL_FONT;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(caption, out.width / 2, canvas.height + 13);
+    return out;
+  }
+
+  /** Bytes (Uint8Array) as base64url text (URL-safe, no padding). */
+  function toBase64Url(bytes) {
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  /** base64url text back to bytes; throws on text that is not base64url. */
+  function fromBase64Url(text) {
+    if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
+    const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
+    const binary = atob(padded);
+    return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  }
+
+  /** The page's shared state: the URL fragment's parameters (`#prompt=…&seed=3`). */
+  function readState() {
+    return new URLSearchParams(location.hash.replace(/^#/, ""));
+  }
+
+  /** Put `state` (an object; null and undefined values are left out) in the URL fragment, replacing it. */
+  function writeState(state) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(state)) {
+      if (value !== null && value !== undefined && value !== "") params.set(key, String(value));
+    }
+    const hash = params.toString();
+    history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
+  }
+
+  /** An integer parameter of `state` within [lo, hi], else null (a garbled link is ignored, not obeyed). */
+  function intParam(state, name, lo, hi) {
+    const text = state.get(name);
+    if (text === null || !/^-?\d+$/.test(text)) return null;
+    const value = Number(text);
+    return value >= lo && value <= hi ? value : null;
+  }
+
+  /**
+   * Copy the page's link (with its state) to the clipboard; where the clipboard is not available (a
+   * page served over plain HTTP to another machine), show the link selected in a text field instead.
+   */
+  async function copyLink(button) {
+    const link = location.href;
+    try {
+      if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(link);
+      setStatus("Link copied: it opens this page as it is now.", "ok");
+    } catch (_) {
+      let field = document.getElementById("share-link");
+      if (!field) {
+        field = el("input", { id: "share-link", type: "text", readonly: true, "aria-label": "Link to this view" });
+        button.after(field);
+      }
+      field.value = link;
+      field.hidden = false;
+      field.select();
+      setStatus("Copy the selected link: it opens this page as it is now.", "info");
+    }
+  }
+
   window.LF = Object.freeze({
+    savePNG,
+    composeGrid,
+    withCaption,
+    toBase64Url,
+    fromBase64Url,
+    readState,
+    writeState,
+    intParam,
+    copyLink,
     servedModel,
     setStatus,
     showError,

@@ -16,6 +16,8 @@
   const ROLLOUT_CSS = 168;
   const ZOOM_CSS = 280;
   const CMAP = "inferno";
+  const SENT_SIDE = 56; // the pad is sent as a PNG of this side: small enough to travel in a link
+  const FILE_SIDE = 112; // an image file is sent scaled to at most this side, for the same reason
 
   const pad = document.getElementById("pad");
   const padCtx = pad.getContext("2d");
@@ -32,14 +34,18 @@
   const zoomLabel = document.getElementById("zoom-label");
   const zoomDetail = document.getElementById("zoom-detail");
   const modelInfo = document.getElementById("model-info");
+  const saveButtons = document.querySelectorAll("button[data-save]");
+  const copyButton = document.getElementById("copy-link");
 
   /** Drawing state: finished and current strokes (lists of {x, y} in pad pixels). */
   let strokes = [];
   let currentStroke = null;
   let activePointer = null;
-  /** An uploaded image drawn under the strokes, and the file it came from (sent as is). */
+  /** An uploaded (or shared) image drawn under the strokes, and the PNG bytes sent for it. */
   let preview = null;
   let previewFile = null;
+  /** The bytes of the last answered image, as base64url: the `digit` of this page's link. */
+  let sentDigit = "";
 
   /** Whether a digit model is loaded (controls are disabled otherwise). */
   let enabled = false;
@@ -235,9 +241,24 @@
     currentStroke = null;
     activePointer = null;
     preview = image;
-    previewFile = file;
+    previewFile = await scaledPNG(image, FILE_SIDE);
     redrawPad();
     changed(true);
+  }
+
+  /** `image` (a bitmap or canvas) as PNG bytes, scaled down to at most `side` pixels a side. */
+  function scaledPNG(image, side) {
+    const scale = Math.min(1, side / Math.max(image.width, image.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(image.width * scale));
+    canvas.height = Math.max(1, Math.round(image.height * scale));
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+    return new Promise((resolve, reject) => {
+      canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("The browser could not encode the image as PNG."))), "image/png");
+    });
   }
 
   /** Mark an element as a drop target for image files (highlight while a file hovers over it). */
@@ -279,17 +300,13 @@
     }, wait);
   }
 
-  /** The bytes to send and their content type: the uploaded file as is, else the pad as PNG. */
-  function currentImage() {
-    if (previewFile && strokes.length === 0) {
-      return Promise.resolve({ body: previewFile, type: previewFile.type });
-    }
-    return new Promise((resolve, reject) => {
-      pad.toBlob((blob) => {
-        if (blob) resolve({ body: blob, type: "image/png" });
-        else reject(new Error("The browser could not encode the drawing as PNG."));
-      }, "image/png");
-    });
+  /**
+   * The bytes to send: the uploaded or shared image's PNG when nothing is drawn over it, else the pad
+   * scaled to SENT_SIDE pixels as PNG (the model reads 28×28: nothing it uses is lost).
+   */
+  async function currentImage() {
+    if (previewFile && strokes.length === 0) return { body: previewFile, type: "image/png" };
+    return { body: await scaledPNG(pad, SENT_SIDE), type: "image/png" };
   }
 
   /** Send the current image unless a request is in flight (then send again when it returns). */
@@ -312,12 +329,14 @@
         body,
       });
       checkAnswer(data);
+      sentDigit = LF.toBase64Url(new Uint8Array(await body.arrayBuffer()));
       if (isEmpty()) clearResults();
       else if (data.empty) {
         clearResults();
         LF.setStatus("No digit found in this picture: nothing stands out from the paper.", "info");
       } else {
         render(data);
+        saveState();
         const p = Math.max(...data.probabilities);
         LF.setStatus(
           `The model reads a “${data.prediction}” (${(p * 100).toFixed(1)} % sure). ` +
@@ -532,6 +551,64 @@
       if (active) active.classList.add("active");
     }
     rolloutCanvas.classList.toggle("active", zoomTarget.kind === "rollout");
+    if (result) saveState();
+  }
+
+  // ---------------------------------------------------------------- saving and sharing
+
+  /** The link of this view: the image sent (base64url PNG) and the enlarged map. */
+  function saveState() {
+    if (!result || !sentDigit) return;
+    const zoom = zoomTarget.kind === "rollout" ? { view: "rollout" } : { layer: zoomTarget.layer + 1, head: zoomTarget.head + 1 };
+    LF.writeState({ digit: sentDigit, ...zoom });
+  }
+
+  /** Open the view of a link (`#digit=…&layer=2&head=3`): paint its image, predict it, enlarge its map. */
+  async function restoreState() {
+    const state = LF.readState();
+    if (!state.has("digit")) return;
+    if (state.get("view") === "rollout") zoomTarget = { kind: "rollout" };
+    else {
+      const layer = LF.intParam(state, "layer", 1, gridShape.layers || 64);
+      const head = LF.intParam(state, "head", 1, gridShape.heads || 64);
+      if (layer !== null && head !== null) zoomTarget = { kind: "head", layer: layer - 1, head: head - 1 };
+    }
+    try {
+      const blob = new Blob([LF.fromBase64Url(state.get("digit"))], { type: "image/png" });
+      preview = await loadImage(blob);
+      previewFile = blob;
+    } catch (_) {
+      preview = null;
+      previewFile = null;
+      LF.setStatus("This link's digit could not be read: draw one instead.", "error");
+      return;
+    }
+    strokes = [];
+    redrawPad();
+    changed(true);
+  }
+
+  /** The grid of every head, with its labels, as one picture. */
+  function headsPicture() {
+    const rows = [];
+    for (let l = 0; l < gridShape.layers; l++) {
+      rows.push(Array.from({ length: gridShape.heads }, (_, h) => headsEl.querySelector(`canvas.head[data-layer="${l}"][data-head="${h}"]`)));
+    }
+    const rowLabels = rows.map((_, l) => `layer ${l + 1}`);
+    const colLabels = Array.from({ length: gridShape.heads }, (_, h) => `head ${h + 1}`);
+    return LF.composeGrid(rows, rowLabels, colLabels);
+  }
+
+  /** Save one of the page's views as PNG ("heads", "zoom" or "rollout"). */
+  function saveView(which) {
+    if (!result) return;
+    const name = `digit-${result.prediction}`;
+    if (which === "heads") LF.savePNG(headsPicture(), `${name}-heads.png`);
+    else if (which === "rollout") LF.savePNG(LF.withCaption(rolloutCanvas, "Attention rollout (all layers)"), `${name}-rollout.png`);
+    else {
+      const what = zoomTarget.kind === "rollout" ? "rollout" : `layer${zoomTarget.layer + 1}-head${zoomTarget.head + 1}`;
+      LF.savePNG(LF.withCaption(zoomCanvas, zoomLabel.textContent), `${name}-${what}.png`);
+    }
   }
 
   /** One sentence about a map: where its peak is and how much of the attention falls on patches. */
@@ -579,6 +656,7 @@
     const a = data.attention;
     if (a.layers !== gridShape.layers || a.heads !== gridShape.heads) buildHeads(a.layers, a.heads);
     showAttention();
+    for (const button of saveButtons) button.disabled = false;
   }
 
   /** Forget the answer: empty prediction, zero bars, black input and attention maps. */
@@ -594,6 +672,7 @@
     }
     showInput();
     showAttention();
+    for (const button of saveButtons) button.disabled = true;
     if (enabled) LF.setStatus("Draw a digit on the black pad (or drop an image on it).", "info");
   }
 
@@ -635,6 +714,8 @@
         undo();
       }
     });
+    for (const button of saveButtons) button.addEventListener("click", () => saveView(button.dataset.save));
+    copyButton.addEventListener("click", () => LF.copyLink(copyButton));
     for (const type of ["pointerover", "focusin", "click"]) {
       headsEl.addEventListener(type, zoomFromEvent);
       rolloutCanvas.addEventListener(type, zoomFromEvent);
@@ -663,6 +744,7 @@
     modelInfo.textContent = `Model: ${digits.name} — ${digits.summary}`;
     setEnabled(true);
     LF.setStatus("Draw a digit on the black pad (or drop an image on it).", "info");
+    await restoreState();
   }
 
   init();
