@@ -120,3 +120,57 @@ def test_a_garbled_link_is_ignored_with_a_message(fresh):
     page.goto("/digits#digit=%%%not-base64&layer=zz&head=-4")
     expect(page.locator("#status")).to_have_text(re.compile("could not be read"), timeout=15000)
     expect(page.locator("#prediction")).to_have_class(re.compile(r"\bempty\b"))
+
+
+def test_a_texts_link_writes_the_same_text_and_selects_the_same_head(fresh, tmp_path):
+    page = fresh()
+    page.goto("/text")
+    expect(page.locator("#generate")).to_be_enabled(timeout=15000)
+    page.fill("#prompt", "ROMEO:")
+    page.fill("#tokens", "50")
+    page.fill("#seed", "")  # no seed: the page draws one and puts it in the link
+    page.click("#generate")
+    expect(page.locator("#output .char")).to_have_count(len("ROMEO:") + 50, timeout=30000)
+    expect(page.locator("#generate")).to_be_enabled(timeout=10000)
+    page.locator("#output .char").nth(40).click()
+    expect(page.locator("#head-grid .cell")).to_have_count(4 * 4, timeout=15000)
+    page.locator('#head-grid .cell[data-layer="1"][data-head="2"]').click()  # layer 2, head 3
+    page.wait_for_function("() => location.hash.includes('head=3')", timeout=15000)
+    link = page.url
+    assert re.search(r"seed=\d+", link) and "char=41" in link and "layer=2" in link, link
+    text = "".join(page.locator("#output .char").all_text_contents())
+
+    def shading(p) -> list[str]:
+        return p.evaluate(
+            "() => Array.from(document.querySelectorAll('#output .char')).map(s => s.style.backgroundColor)"
+        )
+
+    name, image = saved_png(page, page.locator("#save-grid"), tmp_path)
+    cell_w, cell_h = canvas_size(page, "#head-grid .cell canvas")
+    assert name == "text-char41-layer2-head3-heads.png"
+    assert image.size == (70 + 4 * (cell_w + 4), 22 + 4 * (cell_h + 4))
+    name, image = saved_png(page, page.locator("#save-text"), tmp_path)
+    lines, column = 1, 0
+    for character in text[:-1]:  # 80 characters to a line, a new line after each line break
+        if character == "\n" or column == 79:
+            lines, column = lines + 1, 0
+        else:
+            column += 1
+    assert name == "text-char41-layer2-head3-shading.png" and image.size == (80 * 11 + 16, lines * 22 + 16)
+
+    other = fresh()
+    other.goto(link)
+    expect(other.locator("#output .char.selected")).to_have_count(1, timeout=30000)
+    assert "".join(other.locator("#output .char").all_text_contents()) == text  # the same text, written again
+    assert other.locator("#output .char.selected").get_attribute("data-index") == "40"
+    expect(other.locator('#head-grid .cell.active[data-layer="1"][data-head="2"]')).to_have_count(1, timeout=15000)
+    other.wait_for_function("() => document.querySelectorAll('#output .char.attended').length > 10", timeout=15000)
+    assert shading(other) == shading(page)  # the same head's attention shades the same characters
+
+
+def test_a_garbled_text_link_is_ignored_with_a_message(fresh):
+    page = fresh()
+    page.goto("/text#prompt=ROMEO&tokens=abc&seed=-1&temperature=hot")
+    expect(page.locator("#status")).to_have_text(re.compile("could not be read"), timeout=15000)
+    prompt = page.input_value("#prompt")
+    assert page.locator("#output .char").count() == len(prompt)  # the page's own prompt: nothing was generated

@@ -28,6 +28,9 @@
   const headGrid = document.getElementById("head-grid");
   const summaryEl = document.getElementById("attn-summary");
   const modelInfo = document.getElementById("model-info");
+  const copyButton = document.getElementById("copy-link");
+  const saveTextButton = document.getElementById("save-text");
+  const saveGridButton = document.getElementById("save-grid");
 
   /** The text shown in #output, one entry per character, and the matching spans. */
   let chars = [];
@@ -37,6 +40,9 @@
   /** Whether a text model is served, and its shape from /api/health. */
   let enabled = false;
   let blockSize = 0;
+
+  /** The settings of the text shown (its seed chosen by the page when the field was empty): the link. */
+  let written = null;
 
   /** Generation: whether a stream is running, and the controller that stops it. */
   let streaming = false;
@@ -109,7 +115,8 @@
       topK = Number(topKEl.value);
       if (!Number.isInteger(topK) || topK < 1) fail("Top-k must be a whole number of at least 1, or empty.");
     }
-    let seed = null;
+    // No seed given: the page draws one, so that the link of the text writes it again.
+    let seed = Math.floor(Math.random() * 2 ** 31);
     if (seedEl.value.trim() !== "") {
       seed = Number(seedEl.value);
       if (!Number.isSafeInteger(seed) || seed < 0) fail("Seed must be a whole number of at least 0, or empty.");
@@ -147,6 +154,7 @@
       return;
     }
     renderPrompt();
+    written = null;
     const controller = new AbortController();
     streamController = controller;
     streaming = true;
@@ -202,8 +210,10 @@
       append(decoder.decode());
       speedEl.textContent = speedText(count, performance.now() - started, true);
       LF.setStatus("Done. Click any character to see which earlier characters it attends to.", "ok");
+      written = { ...settings, tokens: count };
     } catch (err) {
       if (LF.isAbort(err)) {
+        if (count > 0) written = { ...settings, tokens: count }; // the same seed writes this beginning again
         speedEl.textContent = speedText(count, performance.now() - started, true);
         LF.setStatus(`Stopped after ${count} character${count === 1 ? "" : "s"}. Click any character to inspect it.`, "info");
       } else if (received) {
@@ -216,6 +226,7 @@
       streaming = false;
       if (streamController === controller) streamController = null;
       updateControls();
+      saveState();
     }
   }
 
@@ -368,6 +379,109 @@
       highlighted.push(span);
     }
     showSummary(row, layer, head);
+    saveState();
+  }
+
+  // ---------------------------------------------------------------- saving and sharing
+
+  /** The link of this view: the settings that write the text, and the selected character, layer and head. */
+  function saveState() {
+    saveTextButton.disabled = !written;
+    saveGridButton.disabled = !attn;
+    if (!written) return;
+    const { layer, head } = choice();
+    const selected = attn ? { char: attn.index + 1, layer: layer + 1, head: head === "mean" ? "mean" : head + 1 } : {};
+    LF.writeState({
+      prompt: written.prompt, tokens: written.tokens, temperature: written.temperature, top_k: written.top_k,
+      seed: written.seed, ...selected,
+    });
+  }
+
+  /** Open the view of a link: fill the form, write the text again, then select its character and head. */
+  async function restoreState() {
+    const state = LF.readState();
+    if (!state.has("prompt")) return;
+    const tokens = LF.intParam(state, "tokens", 1, 2000);
+    const seed = LF.intParam(state, "seed", 0, Number.MAX_SAFE_INTEGER);
+    const temperature = Number(state.get("temperature"));
+    const topK = state.has("top_k") ? LF.intParam(state, "top_k", 1, 1e9) : null;
+    if (!state.get("prompt") || tokens === null || seed === null || !(temperature > 0) || (state.has("top_k") && topK === null)) {
+      LF.setStatus("This link's settings could not be read: write a text of your own.", "error");
+      return;
+    }
+    promptEl.value = state.get("prompt");
+    tokensEl.value = String(tokens);
+    seedEl.value = String(seed);
+    temperatureEl.value = String(temperature);
+    topKEl.value = topK === null ? "" : String(topK);
+    await generate();
+    const index = LF.intParam(state, "char", 1, chars.length);
+    if (index === null) return;
+    const layer = LF.intParam(state, "layer", 1, shape.layers);
+    const head = state.get("head") === "mean" ? "mean" : LF.intParam(state, "head", 1, shape.heads);
+    if (layer !== null) layerSelect.value = String(layer - 1);
+    if (head !== null) headSelect.value = head === "mean" ? "mean" : String(head - 1);
+    selectChar(index - 1);
+  }
+
+  /** The text as shaded now, drawn on a canvas: one 11×22-pixel cell per character, 80 to a line. */
+  function textPicture() {
+    const CELL_W = 11;
+    const CELL_H = 22;
+    const COLUMNS = 80;
+    const places = [];
+    let line = 0;
+    let column = 0;
+    for (const c of chars) {
+      places.push([line, column]);
+      if (c === "\n" || column === COLUMNS - 1) {
+        line += 1;
+        column = 0;
+      } else column += 1;
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = COLUMNS * CELL_W + 16;
+    canvas.height = (line + 1) * CELL_H + 16;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.font = "15px ui-monospace, monospace";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    chars.forEach((c, i) => {
+      const x = 8 + places[i][1] * CELL_W;
+      const y = 8 + places[i][0] * CELL_H;
+      const shade = spans[i].style.backgroundColor;
+      if (shade) {
+        ctx.fillStyle = shade;
+        ctx.fillRect(x, y, CELL_W, CELL_H);
+      }
+      if (i === selectedIndex) {
+        ctx.strokeStyle = "#1f4e9c";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(x + 1, y + 1, CELL_W - 2, CELL_H - 2);
+      }
+      ctx.fillStyle = i < promptLength ? "#1f4e9c" : "#222";
+      if (c !== "\n") ctx.fillText(c, x + CELL_W / 2, y + CELL_H / 2);
+    });
+    return canvas;
+  }
+
+  /** Every head's bar strip, with its labels, as one picture. */
+  function gridPicture() {
+    const rows = [];
+    for (let l = 0; l < shape.layers; l++) {
+      rows.push(Array.from({ length: shape.heads }, (_, h) => headGrid.querySelector(`.cell[data-layer="${l}"][data-head="${h}"] canvas`)));
+    }
+    const rowLabels = rows.map((_, l) => `layer ${l + 1}`);
+    return LF.composeGrid(rows, rowLabels, Array.from({ length: shape.heads }, (_, h) => `head ${h + 1}`));
+  }
+
+  /** The file name of a saved view: "text-char41-layer2-head3-shading.png". */
+  function viewName(what) {
+    if (!attn) return `text-${what}.png`;
+    const { layer, head } = choice();
+    return `text-char${attn.index + 1}-layer${layer + 1}-${head === "mean" ? "mean" : `head${head + 1}`}-${what}.png`;
   }
 
   /** A visible name for a character: spaces and line breaks are shown as symbols. */
@@ -529,6 +643,9 @@
     layerSelect.addEventListener("change", applyHighlight);
     headSelect.addEventListener("change", applyHighlight);
     headGrid.addEventListener("click", onGridClick);
+    copyButton.addEventListener("click", () => LF.copyLink(copyButton));
+    saveTextButton.addEventListener("click", () => LF.savePNG(textPicture(), viewName("shading")));
+    saveGridButton.addEventListener("click", () => LF.savePNG(gridPicture(), viewName("heads")));
   }
 
   /** Load the model status, then enable the page when a text model is served. */
@@ -547,6 +664,7 @@
     enabled = true;
     updateControls();
     LF.setStatus("Ready. Press Generate (or Ctrl+Enter in the prompt), or click a character of the prompt.", "info");
+    await restoreState();
   }
 
   init();
