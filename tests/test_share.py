@@ -75,6 +75,7 @@ def test_a_digits_views_are_saved_as_pngs_of_their_size(fresh, tmp_path):
     page = fresh()
     page.goto("/digits")
     stroke(page, [(70, 50), (210, 50), (120, 240)])  # a seven
+    expect(page.locator("body[data-predicting=no]")).to_have_count(1, timeout=15000)
     expect(page.locator("#prediction")).to_have_text("7", timeout=15000)
     page.locator("#heads canvas.head").nth(6).click()  # layer 2, head 3
     expect(page.locator("#zoom-label")).to_have_text("Layer 2, head 3")
@@ -98,6 +99,7 @@ def test_a_digits_link_reopens_the_same_prediction_and_head(fresh):
     page = fresh()
     page.goto("/digits")
     stroke(page, [(140, 40), (141, 140), (142, 240)])  # a one
+    expect(page.locator("body[data-predicting=no]")).to_have_count(1, timeout=15000)  # the whole stroke answered
     expect(page.locator("#prediction")).to_have_text("1", timeout=15000)
     page.locator("#heads canvas.head").nth(9).click()  # layer 3, head 2
     expect(page.locator("#zoom-label")).to_have_text("Layer 3, head 2")

@@ -290,6 +290,7 @@
    */
   function changed(now = false) {
     updateButtons();
+    document.body.dataset.predicting = "yes"; // "no" once the answer to the last change is shown
     const t = performance.now();
     if (!debounceTimer) burstStart = t;
     clearTimeout(debounceTimer);
@@ -318,6 +319,7 @@
     }
     if (isEmpty()) {
       clearResults();
+      document.body.dataset.predicting = "no";
       return;
     }
     inFlight = true;
@@ -351,7 +353,7 @@
       if (pending) {
         pending = false;
         predictNow();
-      }
+      } else if (!debounceTimer) document.body.dataset.predicting = "no";
     }
   }
 

@@ -441,7 +441,8 @@
     }
     const canvas = document.createElement("canvas");
     canvas.width = COLUMNS * CELL_W + 16;
-    canvas.height = (line + 1) * CELL_H + 16;
+    const lines = places.length ? places[places.length - 1][0] + 1 : 1; // the last line holding a character
+    canvas.height = lines * CELL_H + 16;
     const ctx = canvas.getContext("2d");
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
