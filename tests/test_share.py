@@ -176,3 +176,34 @@ def test_a_garbled_text_link_is_ignored_with_a_message(fresh):
     expect(page.locator("#status")).to_have_text(re.compile("could not be read"), timeout=15000)
     prompt = page.input_value("#prompt")
     assert page.locator("#output .char").count() == len(prompt)  # the page's own prompt: nothing was generated
+
+
+def test_a_seq2seq_link_reads_the_same_input_and_shows_the_same_map(fresh, tmp_path):
+    page = fresh()
+    page.goto("/seq2seq")
+    expect(page.locator("#s2s-output[data-done=true]")).to_have_count(1, timeout=30000)  # the default input
+    page.fill("#s2s-input", "le 3 mars 2021")
+    page.click("#translate")
+    expect(page.locator("#status")).to_have_text(re.compile("2021-03-03"), timeout=30000)
+    expect(page.locator("#s2s-output[data-done=true]")).to_have_count(1, timeout=30000)
+    page.click("#tab-encoder")
+    page.locator("#s2s-grid .cell").nth(2 * 4 - 2).click()  # layer 2, head 3 (4 heads a layer)
+    page.locator("#s2s-output .written").nth(6).click()  # the month's first digit
+    title = page.locator("#map-title").inner_text()
+    assert title.startswith("Encoder self-attention, layer 2, head 3"), title
+    link = page.url
+    assert "kind=encoder" in link and "layer=2" in link and "head=3" in link and "char=7" in link, link
+    name, image = saved_png(page, page.locator("#save-map"), tmp_path)
+    width, height = canvas_size(page, "#s2s-map")
+    assert name == "seq2seq-encoder-layer2-head3-map.png" and image.size == (width, height + 26)
+    name, image = saved_png(page, page.locator("#save-grid"), tmp_path)
+    cell_w, cell_h = canvas_size(page, "#s2s-grid .cell canvas")
+    assert image.size == (70 + 4 * (cell_w + 4), 22 + 2 * (cell_h + 4))  # 2 encoder layers × 4 heads
+
+    other = fresh()
+    other.goto(link)
+    expect(other.locator("#s2s-output[data-done=true]")).to_have_count(1, timeout=30000)
+    expect(other.locator("#map-title")).to_have_text(title)
+    assert other.input_value("#s2s-input") == "le 3 mars 2021"
+    expect(other.locator("#tab-encoder[aria-selected=true]")).to_have_count(1)
+    assert other.locator("#s2s-output .written.selected").get_attribute("data-index") == "6"

@@ -27,6 +27,9 @@
   const mapTitle = document.getElementById("map-title");
   const gridEl = document.getElementById("s2s-grid");
   const modelInfo = document.getElementById("model-info");
+  const copyButton = document.getElementById("copy-link");
+  const saveMapButton = document.getElementById("save-map");
+  const saveGridButton = document.getElementById("save-grid");
   const tabs = Array.from(document.querySelectorAll('[role="tab"]'));
 
   let enabled = false;
@@ -35,6 +38,7 @@
   let selected = -1; // the selected written position (row of cross)
   let revealTimer = 0;
   let busy = false;
+  let pendingView = null; // a link's {kind, layer, head, char}, applied once its output is written
 
   const NAMES = { cross: "Cross-attention", encoder: "Encoder self-attention", decoder: "Decoder self-attention" };
 
@@ -120,6 +124,50 @@
     mapTitle.textContent = `${NAMES[kind]}, layer ${layer() + 1}, ${which}: rows attend to columns.`;
     renderGrid();
     shadeSource();
+    saveState();
+  }
+
+  // ---------------------------------------------------------------- saving and sharing
+
+  /** The link of this view: the input, the beam, the kind of attention, layer, head and character. */
+  function saveState() {
+    saveMapButton.disabled = saveGridButton.disabled = !answer;
+    if (!answer) return;
+    LF.writeState({
+      text: answer.text, beam: answer.beam, kind, layer: layer() + 1,
+      head: head() < 0 ? "mean" : head() + 1, char: selected >= 0 ? selected + 1 : null,
+    });
+  }
+
+  /** The view a link asks for, once the answer is written (values out of range are ignored). */
+  function applyView(view) {
+    if (["cross", "encoder", "decoder"].includes(view.kind)) {
+      kind = view.kind;
+      for (const tab of tabs) tab.setAttribute("aria-selected", String(tab.dataset.kind === kind));
+      fillSelects();
+    }
+    const layers = answer.attention[kind].length;
+    const heads = answer.attention[kind][0].length;
+    const l = LF.intParam(view.state, "layer", 1, layers);
+    const h = view.state.get("head") === "mean" ? 0 : LF.intParam(view.state, "head", 1, heads);
+    if (l !== null) layerSelect.value = String(l - 1);
+    if (h !== null) headSelect.value = String(h - 1);
+    const position = LF.intParam(view.state, "char", 1, answer.output_tokens.length);
+    choose(position === null ? 0 : position - 1);
+  }
+
+  /** The grid of every layer and head, with labels, as one picture. */
+  function gridPicture() {
+    const layers = answer.attention[kind].length;
+    const heads = answer.attention[kind][0].length;
+    const canvases = Array.from(gridEl.querySelectorAll(".cell canvas"));
+    const rows = Array.from({ length: layers }, (_, l) => canvases.slice(l * heads, (l + 1) * heads));
+    return LF.composeGrid(rows, rows.map((_, l) => `layer ${l + 1}`), Array.from({ length: heads }, (_, h) => `head ${h + 1}`));
+  }
+
+  function viewName(what) {
+    const which = head() < 0 ? "mean" : `head${head() + 1}`;
+    return `seq2seq-${kind}-layer${layer() + 1}-${which}-${what}.png`;
   }
 
   function renderGrid() {
@@ -217,7 +265,9 @@
       if (i >= answer.output_tokens.length) {
         outputEl.dataset.done = "true";
         LF.setStatus(`"${answer.text}" → ${answer.output}${unknown}`, "ok");
-        choose(0);
+        if (pendingView) applyView(pendingView);
+        else choose(0);
+        pendingView = null;
         return;
       }
       const position = i;
@@ -248,6 +298,17 @@
       }));
     }
     translateButton.disabled = false;
+    const state = LF.readState();
+    if (state.has("text")) {
+      const beam = LF.intParam(state, "beam", 1, 16);
+      if (!state.get("text") || (state.has("beam") && beam === null)) {
+        LF.setStatus("This link's input could not be read: type one of your own.", "error");
+        return;
+      }
+      inputEl.value = state.get("text");
+      beamEl.value = String(beam || 1);
+      pendingView = { kind: state.get("kind"), state };
+    }
     await translate();
   }
 
@@ -259,5 +320,8 @@
   layerSelect.addEventListener("change", render);
   headSelect.addEventListener("change", render);
   for (const tab of tabs) tab.addEventListener("click", () => setKind(tab.dataset.kind));
+  copyButton.addEventListener("click", () => LF.copyLink(copyButton));
+  saveMapButton.addEventListener("click", () => LF.savePNG(LF.withCaption(mapCanvas, mapTitle.textContent), viewName("map")));
+  saveGridButton.addEventListener("click", () => LF.savePNG(gridPicture(), viewName("heads")));
   start();
 })();
