@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from base64 import b64decode
 from html.parser import HTMLParser
+from io import BytesIO
 
 import pytest
 import torch
+from PIL import Image
 
 from labformer import lab
 from labformer.cli import main
@@ -141,12 +144,14 @@ def test_report_and_cli(tmp_path, capsys):
     class Collect(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.images, self.sections = [], []
+            self.images, self.sections, self.saves = [], [], []
 
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
             if tag == "img":
                 self.images.append(attrs)
+            if tag == "a" and "download" in attrs:
+                self.saves.append(attrs)
             if tag == "section":
                 self.sections.append(attrs["id"])
 
@@ -155,6 +160,14 @@ def test_report_and_cli(tmp_path, capsys):
     assert parser.sections == list(lab.EXPERIMENTS)
     assert all(image["src"].startswith("data:image/png;base64,") for image in parser.images)
     assert [image["alt"] for image in parser.images] == list(lab.EXPERIMENTS)
+    # each figure's "Save PNG" link is its own PNG file beside the report, the same picture as the page's
+    assert [save["href"] for save in parser.saves] == [f"{name}.png" for name in lab.EXPERIMENTS]
+    for save, image in zip(parser.saves, parser.images):
+        with (
+            Image.open(tmp_path / save["href"]) as saved,
+            Image.open(BytesIO(b64decode(image["src"].split(",")[1]))) as shown,
+        ):
+            assert saved.format == "PNG" and abs(saved.width - shown.width) <= 0.15 * shown.width
     markdown = (tmp_path / "report.md").read_text()
     assert all(f"({name}.png)" in markdown for name in lab.EXPERIMENTS)
     assert "259.66" in markdown

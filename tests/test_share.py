@@ -208,3 +208,19 @@ def test_a_seq2seq_link_reads_the_same_input_and_shows_the_same_map(fresh, tmp_p
     assert other.input_value("#s2s-input") == "le 3 mars 2021"
     expect(other.locator("#tab-encoder[aria-selected=true]")).to_have_count(1)
     assert other.locator("#s2s-output .written.selected").get_attribute("data-index") == "6"
+
+
+def test_the_lab_page_offers_no_build_on_a_server_that_does_not_allow_it(fresh, browser, tmp_path):
+    from labformer.serve import load_app
+
+    app, _ = load_app([], lab_dir=tmp_path / "lab-report", runs_root=tmp_path / "no-runs")  # no allow_build
+    server, url = script("screenshots").serve_in_thread(app)
+    try:
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        page.goto("/lab")
+        expect(page.locator("#lab-message")).to_contain_text("--allow-build", timeout=15000)
+        expect(page.locator("#build")).to_be_hidden()
+        context.close()
+    finally:
+        server.should_exit = True

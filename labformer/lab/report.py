@@ -51,7 +51,8 @@ def write_report(out: str | Path, run_dirs: list[str] | None = None) -> list[Res
         sections_html.append(
             f'<section id="{result.name}"><h3>{html.escape(result.title)}</h3><p>{html.escape(result.summary)}</p>'
             f"<table><tr><th>quantity</th><th>labformer</th><th>lab</th></tr>{rows}</table>"
-            f'<img alt="{result.name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
+            f'<img alt="{result.name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            f'<p><a href="{result.name}.png" download="{result.name}.png">Save PNG</a></p></section>'
         )
         sections_md += [
             f"### {result.title}",

@@ -34,6 +34,8 @@
     } else {
       showMissing(data && typeof data.message === "string" ? data.message : "");
     }
+    // Only a server started with --allow-build lets a visitor run the experiments.
+    buildButton.hidden = !(data && data.can_build === true);
   }
 
   /** Ask the server whether a report exists, then show it or the message. */
