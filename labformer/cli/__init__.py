@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("run_dir", metavar="RUN_DIR", help="a ViT, GPT or seq2seq run directory")
     source = view.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", metavar="FILE", help="a PNG or JPEG image (ViT runs)")
+    source.add_argument("--image", dest="image_file", metavar="FILE", help="a PNG or JPEG image (ViT runs)")
     source.add_argument("--text", metavar="TEXT", help="a text (GPT runs) or an input (seq2seq runs)")
     view.add_argument("--out", required=True, metavar="FILE", help="the view to write: .png, .svg or .html")
     view.add_argument("--layer", type=int, help="the layer to select, from 1 (default: the last)")
@@ -223,16 +223,16 @@ def _attention(args: argparse.Namespace) -> None:
     if Path(args.out).suffix.lower() not in views.FORMATS:
         raise ValueError(f"--out must end in {', '.join(views.FORMATS)}; got {Path(args.out).name}")
     if kind == "vit":
-        if args.image is None:
+        if args.image_file is None:
             raise ValueError(f"{args.run_dir} holds a ViT run: pass --image FILE")
         try:
-            image = Path(args.image).read_bytes()
+            image = Path(args.image_file).read_bytes()
         except OSError as error:
-            raise ValueError(f"--image {args.image}: cannot read it ({error.strerror or error})") from None
+            raise ValueError(f"--image {args.image_file}: cannot read it ({error.strerror or error})") from None
         answer = models.DigitModel(Path(args.run_dir)).predict(image)
         figure = views.digit_view(answer, args.layer, args.head)
         probability = max(answer["probabilities"])
-        details = [f"image: {Path(args.image).name}", f"prediction: {answer['prediction']} ({probability:.1%})"]
+        details = [f"image: {Path(args.image_file).name}", f"prediction: {answer['prediction']} ({probability:.1%})"]
     elif kind in ("gpt", "seq2seq"):
         if args.text is None:
             raise ValueError(f"{args.run_dir} holds a {kind} run: pass --text TEXT")
