@@ -103,12 +103,13 @@ class _Layer(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         qk_norm: bool = False,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         require_positive_ints(dim=dim, num_heads=num_heads, mlp_dim=mlp_dim)
-        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout, qk_norm=qk_norm)
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout, qk_norm=qk_norm, head_dim=head_dim)
         if self.cross_attention:
-            self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+            self.multihead_attn = MultiHeadAttention(dim, num_heads, dropout=dropout, head_dim=head_dim)
         self.linear1 = nn.Linear(dim, mlp_dim)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(mlp_dim, dim)
@@ -152,13 +153,15 @@ class EncoderLayer(_Layer):
 
     Args:
         dim: model dimension D.
-        num_heads: attention heads; must divide ``dim``.
+        num_heads: attention heads; must divide ``dim`` unless ``head_dim`` is given.
         mlp_dim: hidden size of the feed-forward block.
         dropout: on the attention weights, inside the feed-forward block and on both residual branches.
         activation: "relu", "gelu" or "relu2" (ReLU², beyond the lab).
         norm_first: pre-norm if True.
         layer_norm_eps: LayerNorm epsilon.
         qk_norm: RMS-normalised queries and keys (see :class:`MultiHeadAttention`).
+        head_dim: each self-attention head's size (default ``dim // num_heads``; see
+            :class:`MultiHeadAttention`).
 
     Example:
         >>> EncoderLayer(64, 8, 128)(torch.randn(2, 17, 64)).shape
@@ -240,6 +243,7 @@ class _Stack(nn.Module):
         final_norm: bool = False,
         layer_norm_eps: float = 1e-5,
         qk_norm: bool = False,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         require_positive_ints(num_layers=num_layers)
@@ -253,6 +257,7 @@ class _Stack(nn.Module):
                 norm_first=norm_first,
                 layer_norm_eps=layer_norm_eps,
                 qk_norm=qk_norm,
+                head_dim=head_dim,
             )  # fmt: skip
             for _ in range(num_layers)
         )

@@ -459,3 +459,28 @@ def test_split_heads_backward_equals_the_plain_views():
         expected = torch.autograd.grad(sum((plain[i] * weights[i]).sum() for i in used), qkv)[0]
         assert torch.equal(ours, expected)
         assert ours.is_contiguous()
+
+
+def test_heads_that_do_not_divide_dim_as_the_lab_writes_them():
+    """The lab's MultiHeadAttention(num_heads, dim_embed, head_size): 4 heads of 7 on D = 30 concatenate
+    to 28 and project back to 30; the batched module equals the lab's per-head form, in every path."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(30, 4, head_dim=7).double()
+    assert mha.in_proj_weight.shape == (84, 30) and mha.out_proj.weight.shape == (30, 28)
+    teaching = ConcatHeadsAttention.from_multi_head(mha)
+    assert [tuple(head.query.weight.shape) for head in teaching.heads] == [(7, 30)] * 4
+    x = torch.randn(2, 9, 30, dtype=torch.float64)
+    torch.testing.assert_close(mha(x, causal=True), teaching(x, causal=True), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(mha(x), teaching(x), atol=1e-12, rtol=1e-12)
+    mha.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(mha.fast(x), teaching(x), atol=1e-12, rtol=1e-12)
+        memory = torch.randn(2, 5, 30, dtype=torch.float64)
+        torch.testing.assert_close(mha.attend_memory(x, mha.memory_keys_values(memory)), mha(x, memory))
+    cache = KVCache()
+    steps = [mha(x[:, t : t + 1], causal=True, cache=cache) for t in range(9)]
+    torch.testing.assert_close(torch.cat(steps, 1), mha(x, causal=True))
+    with pytest.raises(ValueError, match="head_dim must be a positive integer"):
+        MultiHeadAttention(30, 4, head_dim=0)
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(30, 4)

@@ -84,10 +84,15 @@ class MultiHeadAttention(nn.Module):
         vdim: dimension of the values (default ``dim``).
         qk_norm: RMS-normalise each head's queries and keys (with a learned gain per dimension) before
             the scores, which bounds them (beyond the lab; Dehghani et al. 2023).
+        head_dim: size of each head's queries, keys and values (default ``dim // num_heads``). The lab's
+            ``MultiHeadAttention(num_heads, dim_embed, head_size)`` lets ``num_heads * head_size`` differ from
+            ``dim`` (12 heads of 42 on 512): the heads then concatenate to ``num_heads * head_dim`` and the
+            output projection maps that back to ``dim``.
 
     The state dict has exactly the keys and shapes of ``torch.nn.MultiheadAttention(dim, num_heads,
     bias=bias, kdim=kdim, vdim=vdim, batch_first=True)``, so weights load both ways (with ``qk_norm``,
-    plus ``q_norm.weight`` and ``k_norm.weight``).
+    plus ``q_norm.weight`` and ``k_norm.weight``; with a ``head_dim`` other than ``dim // num_heads``, the
+    projections have ``num_heads * head_dim`` rows, which torch's module cannot hold).
 
     Example:
         >>> mha = MultiHeadAttention(64, 8)
@@ -105,27 +110,30 @@ class MultiHeadAttention(nn.Module):
         kdim: int | None = None,
         vdim: int | None = None,
         qk_norm: bool = False,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("num_heads", num_heads), ("kdim", kdim), ("vdim", vdim)):
+        named = (("dim", dim), ("num_heads", num_heads), ("kdim", kdim), ("vdim", vdim), ("head_dim", head_dim))
+        for name, value in named:
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if dim % num_heads:
+        if head_dim is None and dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
-        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, head_dim or dim // num_heads
+        self.inner = inner = num_heads * self.head_dim  # the concatenated heads' width
         self.kdim, self.vdim = kdim or dim, vdim or dim
         self.dropout = dropout
         self.same_dims = self.kdim == dim and self.vdim == dim
         if self.same_dims:
-            self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * inner, dim))
         else:
-            self.q_proj_weight = nn.Parameter(torch.empty(dim, dim))
-            self.k_proj_weight = nn.Parameter(torch.empty(dim, self.kdim))
-            self.v_proj_weight = nn.Parameter(torch.empty(dim, self.vdim))
-        self.in_proj_bias = nn.Parameter(torch.empty(3 * dim)) if bias else None
-        self.out_proj = nn.Linear(dim, dim, bias=bias)
+            self.q_proj_weight = nn.Parameter(torch.empty(inner, dim))
+            self.k_proj_weight = nn.Parameter(torch.empty(inner, self.kdim))
+            self.v_proj_weight = nn.Parameter(torch.empty(inner, self.vdim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * inner)) if bias else None
+        self.out_proj = nn.Linear(inner, dim, bias=bias)
         self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
         self._recorders: list[list[Tensor]] = []
@@ -145,9 +153,9 @@ class MultiHeadAttention(nn.Module):
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Input projections, split into heads: (B, H, T, hd), (B, H, S, hd), (B, H, S, hd)."""
-        B, T, D = query.shape
+        B, T, _ = query.shape
         S = key.shape[1]
-        H, hd = self.num_heads, self.head_dim
+        H, hd, D = self.num_heads, self.head_dim, self.inner
         bias = self.in_proj_bias
         if self.same_dims and key is query and value is query:
             return _split_heads(F.linear(query, self.in_proj_weight, bias), H)  # from (B, T, 3D)
@@ -236,7 +244,7 @@ class MultiHeadAttention(nn.Module):
         """A cross-attention's keys and values of ``memory`` (B, S, kdim): (B, H, S, hd) each, computed once
         per input and reused by every decoding step (:meth:`attend_memory`)."""
         B, S, _ = memory.shape
-        H, hd, D = self.num_heads, self.head_dim, self.dim
+        H, hd, D = self.num_heads, self.head_dim, self.inner
         bias = self.in_proj_bias
         if self.same_dims:
             k, v = F.linear(memory, self.in_proj_weight[D:], None if bias is None else bias[D:]).chunk(2, -1)
@@ -252,8 +260,8 @@ class MultiHeadAttention(nn.Module):
         """Cross-attention from ``query`` (B, T, dim) to keys and values from :meth:`memory_keys_values`
         -> (B, T, dim); the same as ``forward(query, memory, memory, key_mask=key_mask)``."""
         B, T, _ = query.shape
-        w_q = self.in_proj_weight[: self.dim] if self.same_dims else self.q_proj_weight
-        b_q = None if self.in_proj_bias is None else self.in_proj_bias[: self.dim]
+        w_q = self.in_proj_weight[: self.inner] if self.same_dims else self.q_proj_weight
+        b_q = None if self.in_proj_bias is None else self.in_proj_bias[: self.inner]
         q = F.linear(query, w_q, b_q).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         q = self.q_norm(q) if self.q_norm is not None else q
         k, v = keys_values
@@ -276,17 +284,17 @@ class MultiHeadAttention(nn.Module):
         torch's fused attention, the output projection. ``forward`` stays the reference (the tests
         compare the two).
         """
-        B, T, D = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
+        B, T, _ = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3 H hd)
         q, k, v = _head_views(qkv, self.num_heads)  # 3 × (B, H, T, hd)
         q, k = self._position_and_norm(q, k, rope)
         if cache is not None:
             k, v = cache.extend(k, v)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
-        return F.linear(out.transpose(1, 2).reshape(B, T, D), self.out_proj.weight, self.out_proj.bias)
+        return F.linear(out.transpose(1, 2).reshape(B, T, self.inner), self.out_proj.weight, self.out_proj.bias)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
-        """Attention on projected heads (B, H, T, hd) -> merged heads (B, T, D)."""
+        """Attention on projected heads (B, H, T, hd) -> merged heads (B, T, H hd)."""
         dropout_p = self.dropout if self.training else 0.0
         if self._recorders:
             # Recording needs the weights, which only the reference path exposes.

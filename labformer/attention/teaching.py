@@ -44,19 +44,24 @@ class ConcatHeadsAttention(nn.Module):
 
     Args:
         dim: model dimension D.
-        num_heads: number of heads; each has size ``dim // num_heads``.
+        num_heads: number of heads.
         dropout: dropout on the attention weights and after the projection.
         bias: biases on all projections.
+        head_dim: each head's size, the lab's ``head_size`` (default ``dim // num_heads``); the heads
+            concatenate to ``num_heads * head_dim``, which the projection maps to ``dim``.
     """
 
-    def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, bias: bool = False) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, *, dropout: float = 0.0, bias: bool = False, head_dim: int | None = None
+    ) -> None:
         super().__init__()
-        if dim % num_heads:
+        if head_dim is None and dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        head_dim = head_dim or dim // num_heads
         self.heads = nn.ModuleList(
-            AttentionHead(dim, dim // num_heads, dropout=dropout, bias=bias) for _ in range(num_heads)
+            AttentionHead(dim, head_dim, dropout=dropout, bias=bias) for _ in range(num_heads)
         )
-        self.proj = nn.Linear(dim, dim, bias=bias)
+        self.proj = nn.Linear(num_heads * head_dim, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False) -> Tensor:
@@ -68,7 +73,7 @@ class ConcatHeadsAttention(nn.Module):
     def from_multi_head(cls, mha: MultiHeadAttention) -> ConcatHeadsAttention:
         """The teaching form of ``mha`` (self-attention weights), computing the same function."""
         bias = mha.in_proj_bias is not None
-        out = cls(mha.dim, mha.num_heads, bias=bias).to(mha.out_proj.weight)
+        out = cls(mha.dim, mha.num_heads, bias=bias, head_dim=mha.head_dim).to(mha.out_proj.weight)
         if mha.same_dims:
             weights = mha.in_proj_weight.chunk(3)
         else:

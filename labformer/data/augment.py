@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labformer.data.randaugment import RandAugment
+
 __all__ = ["Augment", "crop_and_flip", "elastic", "random_affine", "random_stroke_width", "shift", "shifted_views"]
 
 
@@ -146,9 +148,13 @@ def shifted_views(images: Tensor, pixels: int) -> list[Tensor]:
     return [images, *(shift(images, dx, dy) for dx, dy in ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels)))]
 
 
+KINDS = ("affine", "crop_flip", "randaugment", "none")
+
+
 @dataclass
 class Augment:
-    """The augmentation of a data set; ``kind`` "affine" (digits), "crop_flip" (photos) or "none"."""
+    """The augmentation of a data set; ``kind`` "affine" (digits), "crop_flip" (photos), "randaugment"
+    (photos: RandAugment on the uint8 pictures, then crop and flip, as the lab trains CIFAR-10) or "none"."""
 
     kind: str = "none"
     degrees: float = 10.0
@@ -157,9 +163,12 @@ class Augment:
     padding: int = 4
     stroke: float = 0.0  # the chance that a picture's strokes change width (:func:`random_stroke_width`)
     elastic: float = 0.0  # the largest move of an elastic distortion, in pixels (:func:`elastic`); 0 = none
+    randaugment: RandAugment = RandAugment()  # used by kind "randaugment"
 
     @classmethod
-    def scaled(cls, kind: str, strength: float, stroke: float = 0.0, elastic: float = 0.0) -> Augment:
+    def scaled(
+        cls, kind: str, strength: float, stroke: float = 0.0, elastic: float = 0.0, randaugment: RandAugment | None = None
+    ) -> Augment:
         """``kind`` with its ranges times ``strength``: affine rotation, shift and zoom; crop padding."""
         if not strength >= 0:
             raise ValueError(f"augmentation strength must be >= 0; got {strength}")
@@ -171,16 +180,26 @@ class Augment:
         low, high = base.scale
         zoom = (1 - (1 - low) * strength, 1 + (high - 1) * strength)
         padding = round(base.padding * strength)
-        return cls(kind, base.degrees * strength, base.translate * strength, zoom, padding, stroke, elastic)
+        return cls(
+            kind, base.degrees * strength, base.translate * strength, zoom, padding, stroke, elastic,
+            randaugment or RandAugment(),
+        )  # fmt: skip
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """float (B, C, H, W) in [0, 1] -> augmented, same shape.
+        """uint8 (B, C, H, W) in [0, 255] or float in [0, 1] -> augmented float in [0, 1], same shape.
 
-        The affine transform and the elastic field make one grid, so a picture is resampled once.
+        RandAugment needs the uint8 pictures (it computes what Pillow computes on them). The affine
+        transform and the elastic field make one grid, so a picture is resampled once.
         """
-        if self.kind not in ("affine", "crop_flip", "none"):
-            raise ValueError(f"augmentation must be 'affine', 'crop_flip' or 'none'; got {self.kind!r}")
-        if self.kind == "crop_flip":
+        if self.kind not in KINDS:
+            raise ValueError(f"augmentation must be one of {list(KINDS)}; got {self.kind!r}")
+        if self.kind == "randaugment":
+            if images.dtype != torch.uint8:
+                raise ValueError(f"RandAugment works on uint8 pictures; got {images.dtype}")
+            images = self.randaugment(images, generator)
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        if self.kind in ("crop_flip", "randaugment"):
             images = crop_and_flip(images, padding=self.padding, generator=generator)
         if self.kind == "affine":
             grid = _affine_grid(images, self.degrees, self.translate, self.scale, generator)

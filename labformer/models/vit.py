@@ -31,8 +31,13 @@ class ViTConfig(JsonConfig):
     num_classes: int = setting(10, "outputs of the head")
     dim: int = setting(64, "token dimension D")
     depth: int = setting(6, "encoder layers")
-    num_heads: int = setting(8, "attention heads; must divide dim")
+    num_heads: int = setting(8, "attention heads; must divide dim unless head_dim is given")
+    head_dim: int | None = setting(
+        None, "size of each head's queries, keys and values (default: dim / num_heads); the lab's ViT has "
+        "12 heads of 42 on d = 512, concatenated to 504 and projected back to 512",
+    )  # fmt: skip
     mlp_dim: int = setting(128, "hidden size of each feed-forward block")
+    activation: Literal["gelu", "relu"] = setting("gelu", "the feed-forward block's activation (the lab's: relu)")
     pool: Literal["cls", "mean"] = setting("cls", "classify from the class token or the mean of the patch tokens")
     dropout: float = setting(0.0, "on embeddings, attention weights and residual branches")
     position: Literal["learned", "sincos"] = setting("learned", "position encoding of the tokens")
@@ -47,13 +52,21 @@ class ViTConfig(JsonConfig):
         require_positive_ints(**{name: getattr(self, name) for name in names})
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
-        if self.dim % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim})")
+        if self.head_dim is None and self.dim % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide dim ({self.dim}), or give head_dim")
+        if self.head_dim is not None:
+            require_positive_ints(head_dim=self.head_dim)
+            if self.backend == "torch" and self.head_dim * self.num_heads != self.dim:
+                raise ValueError(
+                    f"backend 'torch' needs num_heads x head_dim = dim; got {self.num_heads} x {self.head_dim} "
+                    f"for dim {self.dim}"
+                )
         choices = {
             "pool": ("cls", "mean"),
             "position": ("learned", "sincos"),
             "backend": ("labformer", "torch"),
             "stem": ("linear", "norm", "conv"),
+            "activation": ("gelu", "relu"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -71,16 +84,16 @@ class ViTConfig(JsonConfig):
 
 
 def build_encoder(config: ViTConfig) -> nn.Module:
-    """The pre-norm GELU encoder with a final LayerNorm; labformer's or PyTorch's (identical state dicts)."""
+    """The pre-norm encoder with a final LayerNorm; labformer's or PyTorch's (identical state dicts)."""
     if config.backend == "torch":
         layer = nn.TransformerEncoderLayer(
-            config.dim, config.num_heads, config.mlp_dim, dropout=config.dropout, activation="gelu",
+            config.dim, config.num_heads, config.mlp_dim, dropout=config.dropout, activation=config.activation,
             batch_first=True, norm_first=True,
         )  # fmt: skip
         return nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(config.dim), enable_nested_tensor=False)
     return Encoder(
         config.dim, config.num_heads, config.mlp_dim, config.depth, dropout=config.dropout,
-        activation="gelu", norm_first=True, final_norm=True,
+        activation=config.activation, norm_first=True, final_norm=True, head_dim=config.head_dim,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from labformer import io, runs
 from labformer.data import Augment, ImageData, load_run_images
 from labformer.data.augment import shifted_views
+from labformer.data.randaugment import RandAugment
 from labformer.models.vit import ViT, ViTConfig
 from labformer.training.callbacks import Callback
 from labformer.training.distributed import Cluster, run_on_cluster
@@ -110,7 +111,10 @@ class EpochBatches:
         kind = config.augment
         if kind == "auto":
             kind = "affine" if data.name == "mnist" else "crop_flip"
-        self.augment = Augment.scaled(kind, config.augment_strength, config.augment_stroke, config.augment_elastic)
+        randaugment = RandAugment(config.randaugment_ops, config.randaugment_magnitude)
+        self.augment = Augment.scaled(
+            kind, config.augment_strength, config.augment_stroke, config.augment_elastic, randaugment
+        )
         self.data, self.config, self.device, self.epoch = data, config, device, epoch
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
@@ -119,8 +123,7 @@ class EpochBatches:
         """Global batch number ``step`` of this epoch: normalised images (B, C, H, W) and labels (B,)."""
         size = self.config.batch_size
         index = self.order[step * size : (step + 1) * size]
-        images = self.data.train.images[index].to(self.device, non_blocking=True).float() / 255.0
-        images = self.augment(images, self.generator)
+        images = self.augment(self.data.train.images[index].to(self.device, non_blocking=True), self.generator)
         return (images - self.mean) / self.std, self.data.train.labels[index].to(self.device, non_blocking=True)
 
 
