@@ -8,10 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import CtrlC
 from PIL import Image, ImageEnhance, ImageOps
 
-from labformer.data import Augment
+import labformer
+from labformer.data import Augment, ImageData, ImageSplit
 from labformer.data.randaugment import OPERATIONS, RandAugment, apply_operation, magnitude_table
+from labformer.training import classify
 
 
 def _inverse_affine_matrix(
@@ -229,3 +232,36 @@ def test_the_randaugment_kind_is_randaugment_then_crop_and_flip() -> None:
     assert out.dtype == torch.float32 and torch.equal(out, expected)
     with pytest.raises(ValueError, match="RandAugment works on uint8"):
         Augment.scaled("randaugment", 1.0)(pictures.float() / 255, torch.Generator())
+
+
+def _photos(n: int, seed: int) -> ImageSplit:
+    """Colour 16 x 16 'photos': class c is a bright square in one of 4 places (plus noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    images = torch.randint(0, 60, (n, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        top, left = 2 + 6 * (label // 2), 2 + 6 * (label % 2)
+        images[i, :, top : top + 6, left : left + 6] = 220
+    return ImageSplit(images, labels)
+
+
+def test_a_randaugment_run_interrupted_mid_epoch_resumes_exactly(tmp_path):
+    """RandAugment draws from the epoch's generator, whose state a mid-epoch checkpoint keeps."""
+    data = ImageData("folder", _photos(96, 0), _photos(32, 1), _photos(32, 2), list("abcd"), (0.2,) * 3, (0.3,) * 3)
+    shape = dict(image_size=16, channels=3, num_classes=4)
+    model_config, train_config = classify.preset_configs(
+        "cifar", "folder", dict(dim=16, depth=1, num_heads=2, mlp_dim=32),
+        dict(epochs=2, batch_size=16, device="cpu", augment="randaugment", checkpoint_every=4), shape,
+    )  # fmt: skip
+    full = classify.train_classifier(model_config, train_config, out=tmp_path / "full", data=data, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        classify.train_classifier(
+            model_config, train_config, out=tmp_path / "cut", data=data, progress=False, callbacks=[CtrlC(step=9)]
+        )
+    resumed = classify.train_classifier(
+        None, classify.ClassifyConfig(device="cpu"), resume=tmp_path / "cut", data=data, progress=False
+    )
+    assert resumed["test_loss"] == pytest.approx(full["test_loss"], abs=1e-6)
+    a, b = labformer.load(tmp_path / "full").state_dict(), labformer.load(tmp_path / "cut").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)

@@ -58,9 +58,7 @@ class ConcatHeadsAttention(nn.Module):
         if head_dim is None and dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         head_dim = head_dim or dim // num_heads
-        self.heads = nn.ModuleList(
-            AttentionHead(dim, head_dim, dropout=dropout, bias=bias) for _ in range(num_heads)
-        )
+        self.heads = nn.ModuleList(AttentionHead(dim, head_dim, dropout=dropout, bias=bias) for _ in range(num_heads))
         self.proj = nn.Linear(num_heads * head_dim, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
 

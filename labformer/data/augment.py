@@ -167,7 +167,12 @@ class Augment:
 
     @classmethod
     def scaled(
-        cls, kind: str, strength: float, stroke: float = 0.0, elastic: float = 0.0, randaugment: RandAugment | None = None
+        cls,
+        kind: str,
+        strength: float,
+        stroke: float = 0.0,
+        elastic: float = 0.0,
+        randaugment: RandAugment | None = None,
     ) -> Augment:
         """``kind`` with its ranges times ``strength``: affine rotation, shift and zoom; crop padding."""
         if not strength >= 0:

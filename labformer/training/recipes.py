@@ -152,9 +152,7 @@ VIT_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # dropout 0.1; AdamW at 1e-4 (its default weight decay, 0.01, no schedule, no clipping), 100 epochs,
     # RandAugment (2 operations at magnitude 9), then crop with padding 4 and flip; 80/20 split. For GPUs.
     "lab-cifar": (
-        dict(
-            patch_size=8, dim=512, depth=6, num_heads=12, head_dim=42, mlp_dim=2048, activation="relu", dropout=0.1
-        ),
+        dict(patch_size=8, dim=512, depth=6, num_heads=12, head_dim=42, mlp_dim=2048, activation="relu", dropout=0.1),
         dict(
             epochs=100,
             batch_size=128,
