@@ -82,3 +82,20 @@ def test_doctor_on_cuda(capsys):
     assert report["device"].startswith("cuda") and report["gpus"] and report["cuda"]
     assert report["amp_auto"] == ("bf16" if report["cuda_bf16"] else "none")
     assert set(report["vit_fast_step"]) == ({"none", "bf16"} if report["cuda_bf16"] else {"none"})
+
+
+def test_randaugment_on_the_gpu_computes_what_it_computes_on_the_cpu():
+    """The same operations at the same magnitudes give the same pictures on both devices."""
+    from labformer.data.randaugment import OPERATIONS, apply_operation
+
+    pictures = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    magnitudes = torch.linspace(-0.9, 0.9, 16, dtype=torch.float64)
+    for name in OPERATIONS:
+        values = magnitudes * (30 if name == "Rotate" else 1) if name not in ("Posterize", "Solarize") else None
+        if name == "Posterize":
+            values = torch.full((16,), 6.0, dtype=torch.float64)
+        if name == "Solarize":
+            values = torch.full((16,), 128.0, dtype=torch.float64)
+        cpu = apply_operation(name, pictures, values)
+        gpu = apply_operation(name, pictures.cuda(), values.cuda()).cpu()
+        assert (cpu.int() - gpu.int()).abs().max() <= 1, name  # the smoothing convolution may round apart

@@ -139,3 +139,32 @@ def test_conv_stem_tokens_are_the_pooled_feature_map_row_by_row():
     assert conv1.weight.grad is not None and conv1.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="patch_size must be 2, 4, 8...; got 7"):
         ViTConfig(**{**SMALL, "stem": "conv"})
+
+
+def test_conv_stem_width_and_batch_norm():
+    """stem_width sets the earlier stages' channels; stem_norm puts a BatchNorm (batch statistics in
+    training, running ones in evaluation) between each convolution, which then has no bias, and its ReLU."""
+    model = ViT(ViTConfig(**{**SMALL, "patch_size": 4, "stem": "conv", "stem_width": 12, "stem_norm": True})).double()
+    conv1, norm1, conv2, norm2 = (model.conv_stem[i] for i in (0, 1, 4, 5))
+    assert (conv1.out_channels, conv2.out_channels) == (12, 32) and conv1.bias is None and conv2.bias is None
+    images = torch.randn(6, 1, 28, 28, dtype=torch.double)
+    F = torch.nn.functional
+
+    def stage(x, conv, norm, training):
+        x = F.conv2d(x, conv.weight, None, padding=1)
+        if training:
+            x = (x - x.mean((0, 2, 3), keepdim=True)) / (x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+        else:
+            x = (x - norm.running_mean.view(1, -1, 1, 1)) / (norm.running_var.view(1, -1, 1, 1) + 1e-5).sqrt()
+        return F.max_pool2d(F.relu(x * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)), 2)
+
+    for training in (True, False):
+        model.train(training)
+        expected = stage(stage(images, conv1, norm1, training), conv2, norm2, training)
+        tokens = model.tokens(images)[:, 1:] - model.position.table[1:]
+        torch.testing.assert_close(tokens, expected.flatten(2).transpose(1, 2))
+    assert norm1.num_batches_tracked == 1  # the training pass updated the running statistics
+    with pytest.raises(ValueError, match="shape the 'conv' stem"):
+        ViTConfig(**{**SMALL, "stem_norm": True})
+    with pytest.raises(ValueError, match="stem_width must be a positive integer"):
+        ViTConfig(**{**SMALL, "patch_size": 4, "stem": "conv", "stem_width": 0})

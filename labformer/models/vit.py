@@ -46,6 +46,8 @@ class ViTConfig(JsonConfig):
         "linear", "patch embedding: linear (the lab's); norm = LayerNorm before and after it; conv = 3x3 "
         "convolutions and 2x2 max pooling down to the patch grid (patch_size a power of 2; beyond the lab)",
     )  # fmt: skip
+    stem_width: int | None = setting(None, "conv stem: channels of the stages before the last (default: dim / 4)")
+    stem_norm: bool = setting(False, "conv stem: BatchNorm after each convolution")
 
     def __post_init__(self) -> None:
         names = ("image_size", "channels", "patch_size", "num_classes", "dim", "depth", "num_heads", "mlp_dim")
@@ -71,6 +73,10 @@ class ViTConfig(JsonConfig):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        if self.stem_width is not None:
+            require_positive_ints(stem_width=self.stem_width)
+        if self.stem != "conv" and (self.stem_width is not None or self.stem_norm):
+            raise ValueError(f"stem_width and stem_norm shape the 'conv' stem; the stem is {self.stem!r}")
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise ValueError(
                 f"stem 'conv' pools by 2 until the patch grid: patch_size must be 2, 4, 8...; got {self.patch_size}"
@@ -171,12 +177,14 @@ class ViT(nn.Module):
 
 def _conv_stem(config: ViTConfig) -> nn.Sequential:
     """A convolutional tokenizer (as in Hassani et al., 2021, "Compact Transformers"): per halving of the
-    resolution, a 3x3 convolution, ReLU and 2x2 max pooling; dim/4 channels, then dim at the last stage.
-    (B, C, H, W) -> (B, dim, H/p, W/p)."""
+    resolution, a 3x3 convolution, [BatchNorm,] ReLU and 2x2 max pooling; ``stem_width`` (default dim/4)
+    channels, then dim at the last stage. (B, C, H, W) -> (B, dim, H/p, W/p)."""
     stages, channels, layers = config.patch_size.bit_length() - 1, config.channels, []
+    width = config.stem_width or max(8, config.dim // 4)
     for stage in range(stages):
-        out = config.dim if stage == stages - 1 else max(8, config.dim // 4)
-        layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        out = config.dim if stage == stages - 1 else width
+        norm = [nn.BatchNorm2d(out)] if config.stem_norm else []
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=not config.stem_norm), *norm, nn.ReLU(), nn.MaxPool2d(2)]
         channels = out
     return nn.Sequential(*layers)
 

@@ -1,0 +1,140 @@
+"""CIFAR-10 recipes for a 2-core CPU: each variant of the ``cifar`` preset trained as ``labformer train vit``
+trains it, over seeds, on the CIFAR-10 JPEG folder; test accuracy, training seconds and seconds per epoch.
+
+Run: ``python benchmarks/cifar_recipes.py [--variants a,b] [--seeds 0,1] [--data-dir TAR]``; under the AVX2
+profile (DEVELOPERS.md) to size a recipe for a laptop. Runs already in this CPU's result file are kept and
+not run again (``--fresh`` starts over), so a long comparison can be run a few variants at a time.
+Each run is a separate ``python -m labformer train vit`` process, on the machine as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from report import RESULTS, ROOT, Report, machine, slug
+
+# name: (what it changes, the flags added to `labformer train vit --preset cifar`)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "before": (
+        "the preset before: a conv stem without BatchNorm, 8 epochs",
+        ["--no-stem-norm", "--stem-width", "24", "--epochs", "8", "--augment", "crop_flip"],
+    ),
+    "before-6": (
+        "the preset before, 6 epochs (its 15 minutes on an AVX2 laptop)",
+        ["--no-stem-norm", "--stem-width", "24", "--epochs", "6", "--augment", "crop_flip"],
+    ),
+    "mean-pool": (
+        "before-6 with mean pooling",
+        ["--no-stem-norm", "--stem-width", "24", "--epochs", "6", "--pool", "mean"],
+    ),
+    "lr-4e-3": (
+        "before-6 at twice the learning rate",
+        ["--no-stem-norm", "--stem-width", "24", "--epochs", "6", "--lr", "4e-3"],
+    ),
+    "stem-bn": ("before-6 with BatchNorm in the conv stem", ["--stem-norm", "--stem-width", "24", "--epochs", "6"]),
+    "cifar": ("the preset as it is", []),
+}
+
+
+def result_file() -> Path:
+    facts = machine()
+    name = f"{slug(facts['cpu'])}-{slug(facts['cpu_features'])}" + ("-avx2-profile" if facts["profile"] else "")
+    return RESULTS / "cifar_recipes" / f"{name}.json"
+
+
+def run(variant: str, seed: int, data_dir: str) -> dict:
+    """One training run in its own process; its metrics and seconds per epoch."""
+    flags = VARIANTS[variant][1]
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            sys.executable, "-m", "labformer", "train", "vit", "--preset", "cifar", "--dataset", "folder",
+            "--data-dir", data_dir, "--seed", str(seed), "--out", out, "--no-progress", *flags,
+        ]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+        history = (Path(out) / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in history[1:]]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "flags": flags,
+        "test_accuracy": metrics["test_accuracy"],
+        "best_val_accuracy": metrics.get("best_val_accuracy"),
+        "epochs": metrics["epochs"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": wall,
+        "val_accuracy_by_epoch": [float(r["val_accuracy"]) for r in rows if r.get("val_accuracy")],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+    parser.add_argument("--fresh", action="store_true", help="forget this CPU's earlier runs")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")
+    path = result_file()
+    runs: list[dict] = [] if args.fresh or not path.exists() else json.loads(path.read_text()).get("runs", [])
+    for variant in variants:
+        for seed in map(int, args.seeds.split(",")):
+            if any(r["variant"] == variant and r["seed"] == seed for r in runs):
+                continue
+            print(f"{variant}, seed {seed}: {' '.join(VARIANTS[variant][1]) or '(as it is)'}", flush=True)
+            runs.append(run(variant, seed, args.data_dir))
+            done = runs[-1]
+            print(f"  test {done['test_accuracy']:.2%} in {done['train_seconds']:.0f} s", flush=True)
+            save(runs)  # after every run: a long comparison keeps what it has
+    save(runs)
+
+
+def save(runs: list[dict]) -> None:
+    report = Report("cifar_recipes")
+    rows = []
+    for variant, (about, flags) in VARIANTS.items():
+        these = [r for r in runs if r["variant"] == variant]
+        if not these:
+            continue
+        accuracies = [r["test_accuracy"] for r in these]
+        per_epoch = statistics.median(r["train_seconds"] / r["epochs"] for r in these)
+        rows.append([
+            f"`{variant}`", about, f"`{' '.join(flags)}`" if flags else "",
+            " / ".join(f"{a:.2%}" for a in accuracies), f"{statistics.mean(accuracies):.2%}",
+            len(these), these[0]["epochs"], f"{per_epoch:.0f}",
+            f"{statistics.median(r['train_seconds'] for r in these) / 60:.1f}",
+        ])  # fmt: skip
+    report.table(
+        "CIFAR-10 recipes: `labformer train vit --preset cifar --dataset folder` with the flags shown, per seed "
+        "(test accuracy on the 10,000 test images; training time without the evaluations' data loading).",
+        [
+            "variant",
+            "what it changes",
+            "flags",
+            "test accuracy by seed",
+            "mean",
+            "seeds",
+            "epochs",
+            "s/epoch",
+            "minutes",
+        ],
+        rows,
+    )
+    report.save({"runs": runs})
+
+
+if __name__ == "__main__":
+    main()
