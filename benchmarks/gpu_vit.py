@@ -55,8 +55,10 @@ class ScoreTest(Callback):
                 self.reached[target] = (seconds, epoch)
 
 
-def run_preset(preset: str, dataset: str, data_dir: str | None, amp: str, compile: bool, device: str) -> dict:
-    overrides = dict(device=device, amp=amp, compile=compile)
+def run_preset(
+    preset: str, dataset: str, data_dir: str | None, amp: str, compile: bool, device: str, settings: dict | None = None
+) -> dict:
+    overrides = dict(device=device, amp=amp, compile=compile, **(settings or {}))
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     config = classify_config(preset, dataset, overrides)
@@ -73,6 +75,7 @@ def run_preset(preset: str, dataset: str, data_dir: str | None, amp: str, compil
     return {
         "preset": preset,
         "dataset": dataset,
+        "settings": settings or {},
         "metrics": metrics,
         "reached": {str(t): v for t, v in score.reached.items()},
         "curve": score.curve,
@@ -88,7 +91,18 @@ def main() -> None:
     parser.add_argument("--amp", default="bf16")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SETTING=VALUE",
+        help="a training setting changed from the preset's, e.g. augment=crop_flip (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
+    settings = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        try:
+            settings[name] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[name] = value
     if args.device == "cuda":
         print("device:", torch.cuda.get_device_name(), "| torch", torch.__version__, flush=True)
     results = []
@@ -96,7 +110,7 @@ def main() -> None:
         preset, _, dataset = item.partition(":")
         dataset = dataset or "mnist"
         data_dir = args.data_dir if dataset != "mnist" else None
-        results.append(run_preset(preset, dataset, data_dir, args.amp, args.compile, args.device))
+        results.append(run_preset(preset, dataset, data_dir, args.amp, args.compile, args.device, settings))
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1))
     rows = []
@@ -105,7 +119,8 @@ def main() -> None:
         reached = [result["reached"].get(str(t)) for t in targets]
         rows.append(
             [
-                f"{result['preset']} ({result['dataset']})",
+                f"{result['preset']} ({result['dataset']})"
+                + "".join(f", {k}={v}" for k, v in result.get("settings", {}).items()),
                 metrics["epochs"],
                 f"{metrics['images_per_second']:,.0f}",
                 *[f"{r[0]:.1f} s (epoch {r[1]})" if r else "not reached" for r in reached],

@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 PAGE = ROOT / "docs" / "performance.md"
+CIFAR_PAGE = ROOT / "docs" / "cifar10.md"
+CIFAR_BEGIN, CIFAR_END = "<!-- cifar-results:begin -->", "<!-- cifar-results:end -->"
 
 # The benchmarks that write through benchmarks/report.py, in the page's order.
 REPORTED = ("attention", "vit_mnist", "vit_mnist_latency", "handwriting", "gpt_shakespeare", "heldout_play",
-            "seq2seq", "amp", "serve", "classroom")  # fmt: skip
+            "seq2seq", "amp", "serve", "classroom", "randaugment", "cifar_recipes")  # fmt: skip
 LATENCY_RUN = "Run: `python benchmarks/vit_mnist.py --latency-only` (the fastest path is the target's)."
 TITLES = {
     "default_commands": "The default commands",
@@ -39,6 +41,8 @@ TITLES = {
     "amp": "bf16 autocast against float32",
     "serve": "The web page's server",
     "classroom": "The web page's server with a class of 30",
+    "randaugment": "RandAugment's cost beside a training step",
+    "cifar_recipes": "CIFAR-10 recipes for a 2-core CPU",
 }  # a benchmark written by another's script (with a flag)
 GPT_SEEDS = RESULTS / "gpt-seeds-muon-float32-avx2.json"
 GPT_LOSS_TARGET, GPT_SECONDS_TARGET = 1.47, 600
@@ -302,9 +306,36 @@ def render() -> str:
     return "\n\n".join([INTRO.rstrip(), summary, *sections]) + "\n"
 
 
+def cifar_page() -> str:
+    """docs/cifar10.md with its results block rendered from the same files: the CPU recipes, RandAugment's
+    cost and the lab's recipe on a GPU (each with the machine that measured it)."""
+    text = CIFAR_PAGE.read_text(encoding="utf-8")
+    head, rest = text.split(CIFAR_BEGIN, 1)
+    _, tail = rest.split(CIFAR_END, 1)
+    parts = []
+    for benchmark in ("cifar_recipes", "randaugment"):
+        section, _ = reported_section(benchmark)
+        parts.append(section.replace("\n## ", "\n### ").replace("## ", "### ", 1))
+    gpu = [e for e in load(RESULTS / "runs.json")["runs"] if "lab-cifar" in e["command"]]
+    lines = ["### The lab's recipe on a GPU"]
+    for entry in gpu:
+        rows = []
+        for run in load(RESULTS / entry["path"]):
+            m = run["metrics"]
+            settings = "".join(f", {k}={v}" for k, v in run.get("settings", {}).items())
+            rows.append([f"`{run['preset']}`{settings}", percent(m["test_accuracy"]), f"{m['train_seconds']:.0f} s",
+                         str(m["epochs"])])  # fmt: skip
+        lines += [f"{entry['title']}: {entry['machine']}, {entry['date']}: `{entry['command']}`.",
+                  table(["run", "test accuracy", "training time", "epochs"], rows)]  # fmt: skip
+    parts.append("\n\n".join(lines))
+    return f"{head}{CIFAR_BEGIN}\n" + "\n\n".join(parts) + f"\n{CIFAR_END}{tail}"
+
+
 def main() -> None:
     PAGE.write_text(render(), encoding="utf-8")
     print(f"{PAGE.relative_to(ROOT)} written from {RESULTS.relative_to(ROOT)}")
+    CIFAR_PAGE.write_text(cifar_page(), encoding="utf-8")
+    print(f"{CIFAR_PAGE.relative_to(ROOT)}: results block rewritten")
 
 
 if __name__ == "__main__":

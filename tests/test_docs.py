@@ -75,3 +75,24 @@ def test_no_work_item_numbers_relative_time_words_or_build_machine_paths():
         if path.suffix == ".md":  # in prose, "session" is a day of work on the project
             found += [f"{path.relative_to(ROOT)}: 'session'" for _ in re.finditer(r"\b[Ss]essions?\b", text)]
     assert found == []
+
+
+def test_the_cifar_page_table_is_the_lab_cifar_preset():
+    """Each `--flag value` in the CIFAR-10 page's table of the lab's settings is what `lab-cifar` trains with,
+    and every setting the lab states is in the table."""
+    from labformer.training.recipes import vit_configs
+
+    model, train = vit_configs("lab-cifar", "folder", {}, {}, dict(image_size=32, channels=3, num_classes=10))
+    text = (ROOT / "docs" / "cifar10.md").read_text()
+    table = text.split("## `lab-cifar`", 1)[1].split("\n## ", 1)[0]
+    flags = re.findall(r"`--([a-z-]+) ([^`]+)`", table)
+    assert len(flags) >= 17, flags
+    for flag, value in flags:
+        name = flag.replace("-", "_")
+        config = model if hasattr(model, name) else train
+        expected = getattr(config, name)
+        assert type(expected)(value) == expected, (flag, value, expected)
+    named = {flag for flag, _ in flags}
+    lab = {"val-size", "patch-size", "depth", "dim", "num-heads", "head-dim", "mlp-dim", "activation", "dropout",
+           "lr", "weight-decay", "schedule", "grad-clip", "epochs", "augment"}  # fmt: skip
+    assert lab <= named, lab - named
