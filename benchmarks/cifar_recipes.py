@@ -2,7 +2,7 @@
 trains it, over seeds, on the CIFAR-10 JPEG folder; test accuracy, training seconds and seconds per epoch.
 
 Run: ``python benchmarks/cifar_recipes.py [--variants a,b] [--seeds 0,1] [--data-dir TAR]``; under the AVX2
-profile (DEVELOPERS.md) to size a recipe for a laptop. Runs already in this CPU's result file are kept and
+profile (docs/training.md) to size a recipe for a laptop. Runs already in this CPU's result file are kept and
 not run again (``--fresh`` starts over), so a long comparison can be run a few variants at a time.
 Each run is a separate ``python -m labformer train vit`` process, on the machine as it is.
 """
@@ -20,30 +20,28 @@ from pathlib import Path
 
 from report import RESULTS, ROOT, Report, machine, slug
 
-# The preset before: a conv stem without BatchNorm down to an 8 x 8 grid of 96-wide tokens, here for 6 epochs
-# (its 8 took about 21 minutes on the Zen 3 laptop; 6, about 15).
+# The presets before, as flags on the preset. Two before: a conv stem without BatchNorm down to an 8 x 8 grid
+# of 96-wide tokens, 4 layers, here for 6 epochs (its 8 took about 21 minutes on the Zen 3 laptop; 6, about 15).
 BEFORE = [
-    "--patch-size",
-    "4",
-    "--dim",
-    "96",
-    "--mlp-dim",
-    "192",
-    "--no-stem-norm",
-    "--stem-width",
-    "24",
-    "--epochs",
-    "6",
-]
+    "--stem", "conv", "--patch-size", "4", "--dim", "96", "--depth", "4", "--mlp-dim", "192", "--stem-width", "24",
+    "--no-tta-flip", "--epochs", "6",
+]  # fmt: skip
+# One before: one convolution per halving with BatchNorm down to a 4 x 4 grid of 192-wide tokens, 4 layers.
+CONV_192 = [
+    "--stem", "conv", "--stem-width", "48", "--stem-norm", "--dim", "192", "--depth", "4", "--mlp-dim", "384",
+    "--no-tta-flip", "--epochs", "5",
+]  # fmt: skip
 
 # name: (what it changes, the flags added to `labformer train vit --preset cifar`)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "before": ("the preset before, 6 epochs (15 minutes on an AVX2 laptop)", BEFORE),
-    "before-mean-pool": ("the preset before, mean pooling", [*BEFORE, "--pool", "mean"]),
-    "before-lr-4e-3": ("the preset before, twice the learning rate", [*BEFORE, "--lr", "4e-3"]),
-    "before-stem-bn": ("the preset before, BatchNorm in the conv stem", [*BEFORE, "--stem-norm"]),
-    "cifar": ("the preset: BatchNorm, a 4 x 4 grid of 192-wide tokens, 5 epochs", []),
-    "cifar-6": ("the preset, 6 epochs", ["--epochs", "6"]),
+    "before": ("two presets before, 6 epochs (15 minutes on an AVX2 laptop)", BEFORE),
+    "before-mean-pool": ("two presets before, mean pooling", [*BEFORE, "--pool", "mean"]),
+    "before-lr-4e-3": ("two presets before, twice the learning rate", [*BEFORE, "--lr", "4e-3"]),
+    "before-stem-bn": ("two presets before, BatchNorm in the conv stem", [*BEFORE, "--stem-norm"]),
+    "conv-192": ("the preset before: one convolution per halving, 16 tokens of 192, 4 layers, 5 epochs", CONV_192),
+    "conv-192-6": ("the preset before, 6 epochs", [*CONV_192[:-1], "6"]),
+    "cifar": ("the preset: a convnet tokenizer, 16 tokens of 128, 2 layers, 6 epochs, mirrored test views", []),
+    "cifar-lr-3e-3": ("the preset at 1.5 times the learning rate", ["--lr", "3e-3"]),
     "cifar-randaugment": ("the preset with RandAugment before crop and flip", ["--augment", "randaugment"]),
 }
 
@@ -78,6 +76,7 @@ def run(variant: str, seed: int, data_dir: str) -> dict:
         "seed": seed,
         "flags": flags,
         "test_accuracy": metrics["test_accuracy"],
+        "test_accuracy_no_tta": metrics.get("test_accuracy_no_tta", metrics["test_accuracy"]),
         "best_val_accuracy": metrics.get("best_val_accuracy"),
         "epochs": metrics["epochs"],
         "train_seconds": metrics["train_seconds"],
@@ -123,6 +122,7 @@ def save(runs: list[dict]) -> None:
         rows.append([
             f"`{variant}`", about, f"`{' '.join(flags)}`" if flags else "",
             " / ".join(f"{a:.2%}" for a in accuracies), f"{statistics.mean(accuracies):.2%}",
+            f"{statistics.mean(r.get('test_accuracy_no_tta', r['test_accuracy']) for r in these):.2%}",
             len(these), these[0]["epochs"], f"{per_epoch:.0f}",
             f"{statistics.median(r['train_seconds'] for r in these) / 60:.1f}",
         ])  # fmt: skip
@@ -135,6 +135,7 @@ def save(runs: list[dict]) -> None:
             "flags",
             "test accuracy by seed",
             "mean",
+            "mean without test-time mirroring",
             "seeds",
             "epochs",
             "s/epoch",

@@ -155,7 +155,12 @@ def load_image(source: Path | bytes, *, channels: int, size: int, mnist_style: b
 
 @torch.inference_mode()
 def predict_images(
-    model: nn.Module, run: dict[str, Any], paths: list[Path], top: int = 3, tta_shift: int = 0
+    model: nn.Module,
+    run: dict[str, Any],
+    paths: list[Path],
+    top: int = 3,
+    tta_shift: int = 0,
+    tta_flip: bool = False,
 ) -> list[dict[str, Any]]:
     """Per file, in order: {"path", "prediction", "top": [(class, probability), ...]}; or {"path", "error"}
     for a file that cannot be read (the others are still answered); or, for a digit model, {"path",
@@ -163,6 +168,7 @@ def predict_images(
 
     ``tta_shift``: test-time augmentation, the mean of the probabilities of each picture and of it moved
     this many pixels right, left, down and up (five forwards instead of one); 0: the picture alone.
+    ``tta_flip``: each of those views also mirrored left-right (twice the forwards).
     """
     require_non_negative(tta_shift=tta_shift)
     config = model.config
@@ -186,7 +192,7 @@ def predict_images(
     device = next(model.parameters()).device
     mean = torch.tensor(run["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(run["std"], device=device).view(1, -1, 1, 1)
-    views = shifted_views(images.to(device), tta_shift)
+    views = shifted_views(images.to(device), tta_shift, tta_flip)
     probabilities = torch.stack([model((view.float() / 255 - mean) / std).softmax(-1) for view in views]).mean(0).cpu()
     classes = run["classes"]
     for (index, _), p in zip(readable, probabilities):

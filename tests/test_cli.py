@@ -16,6 +16,7 @@ from PIL import Image
 import labformer
 from labformer.cli import main
 from labformer.data import load_run_images
+from labformer.data.augment import shift
 from labformer.runs import read_run_config
 from labformer.training import classify
 
@@ -122,6 +123,24 @@ def test_test_time_shifts_average_the_probabilities_of_five_views(vit_run, capsy
     assert plain.accuracy == pytest.approx(float((probs[0].argmax(-1) == labels).double().mean()))
     with pytest.raises(ValueError, match="tta_shift must be >= 0"):
         classify.ClassifyConfig(tta_shift=-1)
+
+
+def test_test_time_mirroring_averages_each_view_and_its_mirror(vit_run):
+    out, data_dir, _ = vit_run
+    model = labformer.load(out)
+    data = load_run_images(read_run_config(out)["train"], str(data_dir))
+    result = classify.evaluate(model, data, "test", tta_shift=1, tta_flip=True, batch_size=64)
+    # Brute force: each view's columns read right to left, index by index.
+    images = data.test.images
+    columns = torch.arange(27, -1, -1)
+    probs = []
+    for view in (images, *(shift(images, dx, dy) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)))):
+        for picture in (view, view[..., columns]):
+            with torch.no_grad():
+                probs.append(model(data.normalize(picture)).softmax(-1))
+    torch.testing.assert_close(result.probabilities, torch.stack(probs).mean(0), rtol=1e-4, atol=1e-5)
+    alone = classify.evaluate(model, data, "test", tta_flip=True, batch_size=64)
+    torch.testing.assert_close(alone.probabilities, torch.stack(probs[:2]).mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_a_test_time_shift_as_large_as_the_images_is_refused_before_training(tmp_path, capsys):

@@ -71,7 +71,7 @@ def test_help_shows_defaults_and_presets(capsys):
     text = " ".join(capsys.readouterr().out.split())
     heads = "(fast: 4 · best: 4 · cifar: 4 · lab-cifar: 12 · lab: 8)"
     assert f"--num-heads NUM_HEADS attention heads; must divide dim unless head_dim is given {heads}" in text
-    epochs = "(fast: 8 · best: 50 · cifar: 5 · lab-cifar: 100 · lab: 25)"
+    epochs = "(fast: 8 · best: 50 · cifar: 6 · lab-cifar: 100 · lab: 25)"
     assert f"--epochs EPOCHS passes over the training set {epochs}" in text
     assert "10 % shift, 10 % zoom at 1" in text  # a % in a help line is shown, not formatted
     with pytest.raises(SystemExit):

@@ -188,6 +188,11 @@ def test_shifted_views_are_the_picture_then_four_moves():
     assert len(views) == 5 and torch.equal(views[0], images)
     for view, (dx, dy) in zip(views[1:], [(1, 0), (-1, 0), (0, 1), (0, -1)]):
         assert torch.equal(view, shift(images, dx, dy))
+    mirrored = shifted_views(images, 1, flip=True)
+    assert len(mirrored) == 10 and all(torch.equal(a, b) for a, b in zip(mirrored, views))
+    for view, mirror in zip(views, mirrored[5:]):
+        assert torch.equal(mirror, view[..., [5, 4, 3, 2, 1, 0]])
+    assert len(shifted_views(images, 0, flip=True)) == 2
 
 
 def test_random_affine_identity_and_seeding():

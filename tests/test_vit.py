@@ -164,7 +164,44 @@ def test_conv_stem_width_and_batch_norm():
         tokens = model.tokens(images)[:, 1:] - model.position.table[1:]
         torch.testing.assert_close(tokens, expected.flatten(2).transpose(1, 2))
     assert norm1.num_batches_tracked == 1  # the training pass updated the running statistics
-    with pytest.raises(ValueError, match="shape the 'conv' stem"):
+    with pytest.raises(ValueError, match="stem_norm shapes the 'conv' stem"):
         ViTConfig(**{**SMALL, "stem_norm": True})
+    with pytest.raises(ValueError, match="stem_width shapes the 'conv' and 'convnet' stems"):
+        ViTConfig(**{**SMALL, "stem_width": 8})
     with pytest.raises(ValueError, match="stem_width must be a positive integer"):
         ViTConfig(**{**SMALL, "patch_size": 4, "stem": "conv", "stem_width": 0})
+
+
+def test_convnet_stem_is_five_convolutions_with_batch_norm_pooled_after_each_halving():
+    """patch 8 on 32 x 32: one convolution at full resolution, then two per halving; the pooling follows
+    each stage's last convolution, before its BatchNorm; channels stem_width, doubled, then dim."""
+    config = dict(image_size=32, channels=3, patch_size=8, dim=24, depth=1, num_heads=2, mlp_dim=32)
+    model = ViT(ViTConfig(**config, stem="convnet", stem_width=4)).double()
+    convs = [m for m in model.conv_stem if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.conv_stem if isinstance(m, nn.BatchNorm2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (4, 8), (8, 8), (8, 24), (24, 24)]
+    assert all(c.bias is None for c in convs)
+    F = torch.nn.functional
+    images = torch.randn(5, 3, 32, 32, dtype=torch.double)
+    for training in (True, False):
+        model.train(training)
+        x = images
+        for index, (conv, norm) in enumerate(zip(convs, norms)):
+            x = F.conv2d(x, conv.weight, padding=1)
+            if index in (0, 2, 4):
+                x = F.max_pool2d(x, 2)
+            if training:
+                mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
+            else:
+                mean, var = norm.running_mean.view(1, -1, 1, 1), norm.running_var.view(1, -1, 1, 1)
+            x = F.relu((x - mean) / (var + 1e-5).sqrt() * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1))
+        assert x.shape == (5, 24, 4, 4)
+        tokens = model.tokens(images)[:, 1:] - model.position.table[1:]
+        torch.testing.assert_close(tokens, x.flatten(2).transpose(1, 2))
+    default = ViT(ViTConfig(**config, stem="convnet"))
+    widths = [m.out_channels for m in default.conv_stem if isinstance(m, nn.Conv2d)]
+    assert widths == [8, 16, 16, 24, 24]  # dim / 4, at least 8, then doubled
+    with pytest.raises(ValueError, match="stem_norm shapes the 'conv' stem"):
+        ViTConfig(**config, stem="convnet", stem_norm=True)
+    with pytest.raises(ValueError, match="stem 'convnet' pools by 2 until the patch grid"):
+        ViTConfig(**{**config, "patch_size": 6, "image_size": 36}, stem="convnet")

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta-shift", type=int, default=0, metavar="N",
         help="also score each picture moved N pixels right, left, down and up, and average (5x the work; 0 = off)",
     )  # fmt: skip
+    predict.add_argument(
+        "--tta-flip", action="store_true", help="also score each picture (and each move) mirrored, and average"
+    )
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     lab = commands.add_parser("lab", help="the lab's experiments: list, one by NAME, or all (report)")

@@ -85,7 +85,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     data = load_run_images(run["train"], args.data_dir)
     tta_shift = run["train"].get("tta_shift", 0)  # as the run scored its test set
-    result = evaluate(model, data, "test", tta_shift=tta_shift)
+    tta_flip = run["train"].get("tta_flip", False)
+    result = evaluate(model, data, "test", tta_shift=tta_shift, tta_flip=tta_flip)
     if args.json:
         print(
             json.dumps(
@@ -93,12 +94,15 @@ def evaluate(args: argparse.Namespace) -> None:
                     "test_accuracy": result.accuracy,
                     "test_loss": result.loss,
                     "tta_shift": tta_shift,
+                    "tta_flip": tta_flip,
                     "confusion": result.confusion.tolist(),
                 }
             )
         )
         return
-    tta = f", each also moved {tta_shift} pixel(s) 4 ways (test-time augmentation)" if tta_shift else ""
+    tta = f", each also moved {tta_shift} pixel(s) 4 ways" if tta_shift else ""
+    tta += ", each also mirrored" if tta_flip else ""
+    tta += " (test-time augmentation)" if tta else ""
     print(
         f"test accuracy {100 * result.accuracy:.2f}%  test loss {result.loss:.4f}  ({len(result.labels)} images{tta})"
     )
@@ -117,7 +121,7 @@ def predict(args: argparse.Namespace) -> None:
     model, run = load_run(args.run_dir, device=args.device)
     if run["kind"] != "vit":
         raise ValueError(f"{args.run_dir} holds a {run['kind']} model; predict needs an image classifier run")
-    results = predict_images(model, run, image_paths(args.images), tta_shift=args.tta_shift)
+    results = predict_images(model, run, image_paths(args.images), tta_shift=args.tta_shift, tta_flip=args.tta_flip)
     failed = 0
     for result in results:  # every readable file is answered; each unreadable one gets its own line
         if "error" in result:

@@ -140,12 +140,14 @@ def shift(images: Tensor, dx: int, dy: int) -> Tensor:
     return padded[:, :, top : top + H, left : left + W]
 
 
-def shifted_views(images: Tensor, pixels: int) -> list[Tensor]:
-    """The views of test-time augmentation by shifts: the pictures themselves, then moved ``pixels`` right,
-    left, down and up (1 view when ``pixels`` is 0, else 5)."""
-    if pixels == 0:
-        return [images]
-    return [images, *(shift(images, dx, dy) for dx, dy in ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels)))]
+def shifted_views(images: Tensor, pixels: int, flip: bool = False) -> list[Tensor]:
+    """The views of test-time augmentation: the pictures themselves, then moved ``pixels`` right, left, down
+    and up (1 view when ``pixels`` is 0, else 5); with ``flip``, each of those also mirrored left-right, after
+    them (twice the views). (B, C, H, W) each."""
+    views = [images]
+    if pixels:
+        views += [shift(images, dx, dy) for dx, dy in ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels))]
+    return views + [view.flip(-1) for view in views] if flip else views
 
 
 KINDS = ("affine", "crop_flip", "randaugment", "none")

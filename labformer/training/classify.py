@@ -65,12 +65,14 @@ def evaluate(
     device: torch.device | None = None,
     amp: str = "none",
     tta_shift: int = 0,
+    tta_flip: bool = False,
 ) -> Evaluation:
     """Scores ``model`` on ``data``'s ``split`` ("train", "val" or "test") in eval mode.
 
     ``tta_shift``: test-time augmentation, the mean of the probabilities of each picture and of it moved
     this many pixels right, left, down and up (:func:`~labformer.data.augment.shifted_views`); the loss
-    is then the cross-entropy of that mean. 0: the picture alone.
+    is then the cross-entropy of that mean. 0: the picture alone. ``tta_flip``: each of those views also
+    mirrored left-right.
     """
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -79,7 +81,7 @@ def evaluate(
     num_classes = len(data.classes)
     losses, probabilities = [], []
     for batch, labels in images.batches(batch_size):
-        views = shifted_views(batch.to(device), tta_shift)
+        views = shifted_views(batch.to(device), tta_shift, tta_flip)
         with autocast(device, amp):
             logits = [model(data.normalize(view)).float() for view in views]
         if len(views) == 1:
@@ -209,10 +211,10 @@ class ClassifyTask:
             self._epoch.generator.set_state(tensors["rng.augment"])
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
-        self.test = test = self._score("test", self.config.tta_shift)
+        self.test = test = self._score("test", self.config.tta_shift, self.config.tta_flip)
         progress, images = trainer.progress, self.total_steps * self.batch_size
         plain = {}
-        if self.config.tta_shift:  # also without test-time augmentation, to compare
+        if self.config.tta_shift or self.config.tta_flip:  # also without test-time augmentation, to compare
             alone = self._score("test")
             plain = {"test_accuracy_no_tta": alone.accuracy, "test_loss_no_tta": alone.loss}
         return {
@@ -228,13 +230,15 @@ class ClassifyTask:
     def summary(self, metrics: dict[str, Any]) -> str:
         tta = ""
         if "test_accuracy_no_tta" in metrics:
-            tta = f" with {self.config.tta_shift}-pixel shifts ({100 * metrics['test_accuracy_no_tta']:.2f}% without)"
+            views = [f"{self.config.tta_shift}-pixel shifts"] if self.config.tta_shift else []
+            views += ["mirroring"] if self.config.tta_flip else []
+            tta = f" with {' and '.join(views)} ({100 * metrics['test_accuracy_no_tta']:.2f}% without)"
         return (
             f"test_acc {100 * metrics['test_accuracy']:.2f}%{tta}  test_loss {metrics['test_loss']:.4f}  "
             f"({metrics['train_seconds']:.0f}s of training)"
         )
 
-    def _score(self, split: str, tta_shift: int = 0) -> Evaluation:
+    def _score(self, split: str, tta_shift: int = 0, tta_flip: bool = False) -> Evaluation:
         return evaluate(
             self.model,
             self.data,
@@ -243,6 +247,7 @@ class ClassifyTask:
             device=self.device,
             amp=self.config.amp,
             tta_shift=tta_shift,
+            tta_flip=tta_flip,
         )
 
 
