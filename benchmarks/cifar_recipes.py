@@ -111,6 +111,7 @@ def main() -> None:
 
 
 def save(runs: list[dict]) -> None:
+    runs.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
     report = Report("cifar_recipes")
     rows = []
     for variant, (about, flags) in VARIANTS.items():
@@ -160,7 +161,20 @@ def save(runs: list[dict]) -> None:
         f"A 2-core AMD EPYC Zen 3 (AVX2 only) took 150–161 s per epoch of the preset before, which takes about "
         f"70 s here under the AVX2 profile: a recipe's minutes here, times about {ZEN3_RATIO}, are its minutes there."
     )
-    report.save({"runs": runs})
+    report.save({"runs": runs, "command": commands(runs)})
+
+
+def commands(runs: list[dict]) -> str:
+    """The commands that make every recorded run (the file gathers several invocations), grouped by seeds."""
+    by_seeds: dict[str, list[str]] = {}
+    for variant in VARIANTS:
+        seeds = ",".join(str(r["seed"]) for r in runs if r["variant"] == variant)
+        if seeds:
+            by_seeds.setdefault(seeds, []).append(variant)
+    return "; ".join(
+        f"python benchmarks/cifar_recipes.py --variants {','.join(names)} --seeds {seeds}"
+        for seeds, names in by_seeds.items()
+    )
 
 
 if __name__ == "__main__":
