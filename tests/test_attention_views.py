@@ -42,6 +42,23 @@ def test_the_digit_view_shows_the_selected_heads_attention(seven):
     assert outlined == [figure.axes[4 + 1 * heads + 2]]  # layer 2, head 3 in the grid
 
 
+def test_a_colour_picture_is_drawn_in_its_colours():
+    """A photo model's input (H, W, 3) of 0-255 values: matplotlib reads float colours as 0-1, so the view
+    must hand it the bytes, unchanged, in every panel that shows the picture."""
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (8, 8, 3))
+    cls = rng.random((1, 2, 4))
+    answer = {
+        "input": picture.tolist(), "classes": ["a", "b"], "probabilities": [0.25, 0.75], "prediction": "b",
+        "attention": {"layers": 1, "heads": 2, "grid": 2, "cls": cls.tolist(), "rollout": cls[0, 0].tolist()},
+    }  # fmt: skip
+    figure = views.digit_view(answer)
+    for axis in (figure.axes[0], figure.axes[2], figure.axes[3], *figure.axes[4:]):
+        shown = np.asarray(axis.images[0].get_array())
+        assert shown.dtype == np.uint8
+        np.testing.assert_array_equal(shown, picture)
+
+
 def test_the_text_view_shades_each_character_by_the_chosen_characters_attention():
     answer = TextModel(PRETRAINED / "text").attention("ROMEO: Wherefore art thou")
     figure = views.text_view(answer, position=10, layer=1, head=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -370,3 +371,14 @@ def test_bad_flags_exit_2_with_one_line(args, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.match(message, err[0]), err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`labformer lab list | head -0`: the pipe is closed before anything is written; no traceback, no error."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labformer", "lab", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader leaves at once: every write the command makes meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert stderr == ""

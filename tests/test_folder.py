@@ -60,6 +60,25 @@ def test_class_folders_are_split_stratified_and_seeded(tmp_path):
         assert torch.equal(labels, (red >= 20).long())
 
 
+def test_train_size_draws_a_seeded_sample_across_the_classes(tmp_path):
+    """A folder's images are stored class by class: --train-size must not keep only the first classes."""
+    from labformer.training.classify import ClassifyConfig, load_data
+
+    write_folder(tmp_path / "pets", {"cat": 20, "dog": 20, "owl": 20})
+    settings = dict(dataset="folder", data_dir=str(tmp_path / "pets"), val_size=0, batch_size=4, train_size=12)
+    whole = load_data(ClassifyConfig(**{**settings, "train_size": None}))
+    data = load_data(ClassifyConfig(**settings))
+    assert len(data.train) == 12 and len(torch.unique(data.train.labels)) == 3
+    # each kept image is one of the whole training set's, with its label, kept in stored order
+    red = whole.train.images[:, 0, 0, 0].tolist()
+    positions = [red.index(value) for value in data.train.images[:, 0, 0, 0].tolist()]
+    assert positions == sorted(positions) and len(set(positions)) == 12
+    assert torch.equal(data.train.labels, whole.train.labels[positions])
+    assert torch.equal(load_data(ClassifyConfig(**settings)).train.images, data.train.images)  # seeded
+    other = load_data(ClassifyConfig(**settings, seed=1))
+    assert not torch.equal(other.train.images, data.train.images)
+
+
 def test_train_and_test_folders_in_a_tar_under_a_top_folder(tmp_path):
     write_folder(tmp_path / "set", {"a": 4, "b": 5}, split=True, fmt="JPEG")
     archive = tmp_path / "set.tar.gz"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import typing
@@ -304,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         handler(args)
+        sys.stdout.flush()  # where a reader that left (`| head`) shows, when the output was buffered
+    except BrokenPipeError:  # the reader has what it wanted: stop quietly (as the Python docs advise)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ValueError as error:  # the settings' checks name fields: say the flags the user typed instead
         print(f"labformer: error: {as_flags(str(error), parser)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -44,10 +44,18 @@ def _choose(value: int | None, count: int, flag: str) -> int | None:
     return value - 1
 
 
+def _picture(axis: plt.Axes, image: np.ndarray, extent: tuple[float, float, float, float] | None = None) -> None:
+    """The 0-255 input: (H, W) in grey, or (H, W, 3) in colour."""
+    if image.ndim == 3:  # matplotlib reads float colours as 0-1: give it the bytes
+        axis.imshow(np.clip(np.rint(image), 0, 255).astype(np.uint8), extent=extent)
+    else:
+        axis.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
+
+
 def _overlay(axis: plt.Axes, image: np.ndarray, weights: np.ndarray, grid: int) -> None:
-    """The input in grey with ``weights`` (grid × grid, scaled to their maximum) over it, as the page draws."""
+    """The input with ``weights`` (grid × grid, scaled to their maximum) over it, as the page draws."""
     size = image.shape[0]
-    axis.imshow(image, cmap="gray", vmin=0, vmax=255, extent=(0, size, size, 0))
+    _picture(axis, image, extent=(0, size, size, 0))
     heat = weights.reshape(grid, grid)
     axis.imshow(heat / max(float(heat.max()), 1e-12), cmap="inferno", alpha=0.6, extent=(0, size, size, 0))
     axis.set_xticks([])
@@ -64,10 +72,10 @@ def digit_view(answer: dict[str, Any], layer: int | None = None, head: int | Non
     image = np.asarray(answer["input"], dtype=np.float64)
     cls = np.asarray(attention["cls"], dtype=np.float64)  # (layers, heads, patches)
     figure = plt.figure(figsize=(max(8.0, 1.3 * heads + 1), 3.2 + 1.3 * layers))
-    top = figure.add_gridspec(2, 4, height_ratios=[3.2, 1.3 * layers], hspace=0.35)
+    top = figure.add_gridspec(2, 4, height_ratios=[3.2, 1.3 * layers], hspace=0.35, wspace=0.45)
     axis = figure.add_subplot(top[0, 0])
-    axis.imshow(image, cmap="gray", vmin=0, vmax=255)
-    axis.set_title("what the model sees", fontsize=9)
+    _picture(axis, image)
+    axis.set_title("what the model\nsees", fontsize=9)
     axis.axis("off")
     axis = figure.add_subplot(top[0, 1])
     classes, probabilities = answer["classes"], answer["probabilities"]

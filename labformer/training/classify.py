@@ -130,10 +130,13 @@ class EpochBatches:
 
 
 def load_data(config: ClassifyConfig) -> ImageData:
-    """The data set ``config`` names, its validation split carved and the training set cut to ``train_size``."""
+    """The data set ``config`` names, its validation split carved and the training set cut to ``train_size``
+    images drawn at random (seeded; a folder's are stored class by class, so its first ones are one class)."""
     data = load_run_images(dataclasses.asdict(config))
-    if config.train_size is not None:
-        data = dataclasses.replace(data, train=data.train.subset(slice(0, config.train_size)))
+    if config.train_size is not None and config.train_size < len(data.train):
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 - 1)  # not the epochs' (seed, epoch)
+        keep = torch.randperm(len(data.train), generator=generator)[: config.train_size].sort().values
+        data = dataclasses.replace(data, train=data.train.subset(keep))
     if config.batch_size > len(data.train):
         raise ValueError(f"batch_size ({config.batch_size}) is larger than the training set ({len(data.train)} images)")
     return data

@@ -67,7 +67,9 @@ class ClassifyConfig(JsonConfig):
         "each view), and the predictions' probabilities averaged (photos, not digits)",
     )  # fmt: skip
     val_size: float = setting(5000, "validation images carved from train: a count, or below 1 a fraction")
-    train_size: int | None = setting(None, "use only this many training images (quick runs, tests)")
+    train_size: int | None = setting(
+        None, "use only this many training images, drawn at random (seeded by the seed; quick runs, tests)"
+    )
     seed: int = setting(0, "seeds the weights, the validation split and the data order")
     device: str = setting("auto", DEVICE_HELP)
     amp: Literal["auto", "none", "bf16", "bf16-ff"] = setting("auto", AMP_HELP)
