@@ -102,6 +102,28 @@ def test_choosing_an_image_file_predicts_it(page, tmp_path):
     playwright.expect(page.locator("#prediction")).to_have_class(re.compile(r"\bempty\b"))
 
 
+def test_a_photo_models_colour_input_is_shown_in_colour(page, tmp_path):
+    """A photo model answers its input as [red, green, blue] per pixel (here the shipped model's answer is
+    given such an input): the page shows those colours, not black."""
+    from labformer.serve.models import PRETRAINED, DigitModel
+
+    path = tmp_path / "picture.png"
+    Image.new("RGB", (32, 32), (120, 60, 30)).save(path)
+    answer = DigitModel(PRETRAINED / "digits").predict(path.read_bytes())
+    size = len(answer["input"])
+    answer["input"] = [[[200, 30, 90] if (x + y) % 2 else [10, 220, 140] for x in range(size)] for y in range(size)]
+    answer.update(prediction="5", empty=False)
+    page.route("**/api/digits/predict", lambda route: route.fulfill(json=answer))
+    page.goto("/digits")
+    page.set_input_files("#file", str(path))
+    playwright.expect(page.locator("#prediction")).to_have_text("5", timeout=15000)
+    pixels = page.evaluate(
+        """() => { const c = document.getElementById('input28');
+                  return Array.from(c.getContext('2d').getImageData(0, 0, 2, 1).data); }"""
+    )
+    assert pixels == [10, 220, 140, 255, 200, 30, 90, 255]
+
+
 def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, tmp_path):
     expect = playwright.expect
     page.goto("/text")

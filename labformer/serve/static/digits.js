@@ -401,7 +401,10 @@
     });
   }
 
-  /** Paint the model's input (nested list of 0–255 grey levels) on a new canvas of its own size. */
+  /**
+   * Paint the model's input on a new canvas of its own size: a nested list of 0–255 grey levels (rows ×
+   * columns), or of [red, green, blue] triples for a photo model.
+   */
   function makeInputImage(input) {
     const rows = input.length;
     const cols = input[0].length;
@@ -412,11 +415,13 @@
     const image = ctx.createImageData(cols, rows);
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
-        const v = LF.clamp(Math.round(Number(input[r][c]) || 0), 0, 255);
+        const pixel = input[r][c];
+        const level = (value) => LF.clamp(Math.round(Number(value) || 0), 0, 255);
+        const rgb = Array.isArray(pixel) ? pixel.map(level) : [level(pixel), level(pixel), level(pixel)];
         const k = (r * cols + c) * 4;
-        image.data[k] = v;
-        image.data[k + 1] = v;
-        image.data[k + 2] = v;
+        image.data[k] = rgb[0];
+        image.data[k + 1] = rgb[1];
+        image.data[k + 2] = rgb[2];
         image.data[k + 3] = 255;
       }
     }
