@@ -115,7 +115,7 @@ def table() -> str:
             accuracies = " / ".join(f"{r['test_accuracy'] * 100:.2f} %" for r in runs)
             minutes = [r["train_seconds"] / 60 for r in runs]
             where = short_cpu(result["cpu"], result["cpu_features"], bool(result["profile"]))
-            rows.insert(-1, ("`cifar` ViT, CIFAR-10", f"{accuracies} test accuracy",
+            rows.insert(-1, ("`cifar` hybrid ViT (a convnet tokenizer), CIFAR-10", f"{accuracies} test accuracy",
                              f"{min(minutes):.1f}–{max(minutes):.1f} min", where, result["date"]))  # fmt: skip
     lines = ["| preset | what it reaches | training time | measured on | date |", "|---|---|---|---|---|"]
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
