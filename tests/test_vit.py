@@ -164,9 +164,9 @@ def test_conv_stem_width_and_batch_norm():
         tokens = model.tokens(images)[:, 1:] - model.position.table[1:]
         torch.testing.assert_close(tokens, expected.flatten(2).transpose(1, 2))
     assert norm1.num_batches_tracked == 1  # the training pass updated the running statistics
-    with pytest.raises(ValueError, match="stem_norm shapes the 'conv' stem"):
+    with pytest.raises(ValueError, match="stem_norm is for the 'conv' stem only"):
         ViTConfig(**{**SMALL, "stem_norm": True})
-    with pytest.raises(ValueError, match="stem_width shapes the 'conv' and 'convnet' stems"):
+    with pytest.raises(ValueError, match="stem_width is for the 'conv' and 'convnet' stems only"):
         ViTConfig(**{**SMALL, "stem_width": 8})
     with pytest.raises(ValueError, match="stem_width must be a positive integer"):
         ViTConfig(**{**SMALL, "patch_size": 4, "stem": "conv", "stem_width": 0})
@@ -201,7 +201,7 @@ def test_convnet_stem_is_five_convolutions_with_batch_norm_pooled_after_each_hal
     default = ViT(ViTConfig(**config, stem="convnet"))
     widths = [m.out_channels for m in default.conv_stem if isinstance(m, nn.Conv2d)]
     assert widths == [8, 16, 16, 24, 24]  # dim / 4, at least 8, then doubled
-    with pytest.raises(ValueError, match="stem_norm shapes the 'conv' stem"):
+    with pytest.raises(ValueError, match="stem_norm is for the 'conv' stem only"):
         ViTConfig(**config, stem="convnet", stem_norm=True)
     with pytest.raises(ValueError, match="stem 'convnet' pools by 2 until the patch grid"):
         ViTConfig(**{**config, "patch_size": 6, "image_size": 36}, stem="convnet")

@@ -81,10 +81,10 @@ class ViTConfig(JsonConfig):
         if self.stem_width is not None:
             require_positive_ints(stem_width=self.stem_width)
         if self.stem_width is not None and self.stem not in ("conv", "convnet"):
-            raise ValueError(f"stem_width shapes the 'conv' and 'convnet' stems; the stem is {self.stem!r}")
+            raise ValueError(f"stem_width is for the 'conv' and 'convnet' stems only; got stem {self.stem!r}")
         if self.stem_norm and self.stem != "conv":
             raise ValueError(
-                f"stem_norm shapes the 'conv' stem (convnet's always has BatchNorm); the stem is {self.stem!r}"
+                f"stem_norm is for the 'conv' stem only (convnet's always has BatchNorm); got stem {self.stem!r}"
             )
         if self.stem in ("conv", "convnet") and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise ValueError(
@@ -157,7 +157,7 @@ class ViT(nn.Module):
     def tokens(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, N [+1], D): patch embeddings, class token first, positions added."""
         if self.conv_stem is not None:  # (B, D, H/p, W/p) -> (B, N, D), the grid row by row
-            # Channels last: the layout oneDNN's convolutions run fastest on (10 % of a CPU step).
+            # Channels last: the layout oneDNN's convolutions run fastest on.
             x = self.conv_stem(images.contiguous(memory_format=torch.channels_last)).flatten(2).transpose(1, 2)
         else:
             x = self.patch_norm_out(self.patch_embed(self.patch_norm_in(self.patches(images))))  # (B, N, D)
