@@ -12,26 +12,31 @@ from labformer.training.runtime import cpu_info, resolve_amp
 
 # /proc/cpuinfo excerpts of the three kinds of CPU seen on the development machines.
 CPUINFO = {
-    "epyc-avx2": "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n",
-    "epyc-bf16": "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: avx2 avx512f avx512bw avx512_bf16\n",
+    "epyc-avx2": (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    ),
+    "epyc-bf16": (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\n"
+        "flags\t\t: avx2 avx512f avx512bw avx512_bf16\n"
+    ),
     "xeon-amx": (
-        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
         "flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\nmodel name\t: other\n"
     ),
 }
 
 
 @pytest.mark.parametrize(
-    ("kind", "model", "features"),
+    ("kind", "model", "features", "vendor"),
     [
-        ("epyc-avx2", "AMD EPYC 7B13", "AVX2"),
-        ("epyc-bf16", "AMD EPYC 9B14", "AVX2, AVX-512, AVX512-BF16"),
-        ("xeon-amx", "Intel(R) Xeon(R) Processor", "AVX2, AVX-512, AVX512-BF16, AMX-BF16"),
+        ("epyc-avx2", "AMD EPYC 7B13", "AVX2", "AuthenticAMD"),
+        ("epyc-bf16", "AMD EPYC 9B14", "AVX2, AVX-512, AVX512-BF16", "AuthenticAMD"),
+        ("xeon-amx", "Intel(R) Xeon(R) Processor", "AVX2, AVX-512, AVX512-BF16, AMX-BF16", "GenuineIntel"),
     ],
 )
-def test_cpu_info_reads_the_model_and_features(kind, model, features):
+def test_cpu_info_reads_the_model_and_features(kind, model, features, vendor):
     info = cpu_info(CPUINFO[kind])
-    assert info.model == model and info.features == features
+    assert info.model == model and info.features == features and info.vendor == vendor
     assert str(info) == f"{model} ({features})"
 
 

@@ -1,4 +1,4 @@
-"""The ``labformer`` command: train, evaluate, predict, generate, translate, lab, doctor.
+"""The ``labformer`` command: train, evaluate, predict, generate, translate, lab, doctor, exercises, check.
 
 Bad input (unknown names, impossible sizes, missing or corrupt files) prints one line on stderr and
 exits with code 2; Ctrl-C exits with 130 after the current checkpoint is safe.
@@ -15,6 +15,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+from labformer.cli.exercises import add_exercises_parsers
 from labformer.cli.flags import DEVICE_HELP
 from labformer.cli.gpt import add_gpt_parser
 from labformer.cli.seq2seq import add_seq2seq_parser
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--device", default="auto", help=DEVICE_HELP)
     doctor.add_argument("--seconds", type=float, default=5.0, help="time spent measuring (default: 5)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    add_exercises_parsers(commands)
     return parser
 
 
@@ -304,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        handler(args)
+        code = handler(args)
         sys.stdout.flush()  # where a reader that left (`| head`) shows, when the output was buffered
     except BrokenPipeError:  # the reader has what it wanted: stop quietly (as the Python docs advise)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -318,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labformer: interrupted; the last checkpoint is intact (resume with --resume RUN_DIR)", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class CpuInfo:
     avx512: bool
     avx512_bf16: bool
     amx_bf16: bool
+    vendor: str = ""  # /proc/cpuinfo's vendor_id: "GenuineIntel", "AuthenticAMD", or "" where unknown
 
     @property
     def bf16_units(self) -> bool:
@@ -97,7 +98,8 @@ def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
         fields.setdefault(key.strip(), value.strip())
     flags = set(fields.get("flags", "").split())
     model = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    return CpuInfo(model, "avx2" in flags, "avx512f" in flags, "avx512_bf16" in flags, "amx_bf16" in flags)
+    features = ("avx2" in flags, "avx512f" in flags, "avx512_bf16" in flags, "amx_bf16" in flags)
+    return CpuInfo(model, *features, vendor=fields.get("vendor_id", ""))
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
