@@ -246,7 +246,7 @@ EXERCISES: tuple[Exercise, ...] = (
         Mistake("ffn-no-relu", (("            nn.ReLU(),\n", ""),)),
         Mistake("ffn-wrong-activation", (("nn.ReLU()", "nn.GELU()"),)),
         Mistake("ffn-no-dropout", (("            nn.Dropout(dropout),\n", ""),)),
-    )),
+    ), points=2),
     Exercise(13, 3, "TransformerEncoderLayer", "TransformerEncoderLayer", "module", (
         _module_case("TransformerEncoderLayer", [4, 2, 0.0], (1, 3, 4), 131, dropout_probe=[4, 2, 0.5]),
         _module_case("TransformerEncoderLayer", [4, 2, 0.0], (1, 3, 4), 132, self=True, mask={"size": 5}),

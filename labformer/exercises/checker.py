@@ -99,6 +99,14 @@ def _notes(run: Run, messages: Messages) -> list[str]:
     return notes
 
 
+def _namespace_of(piece: Any) -> dict[str, Any]:
+    """The names a piece's code sees: a function's globals, or those of a class's methods."""
+    if inspect.isfunction(piece):
+        return piece.__globals__
+    method = next((f for f in vars(piece).values() if inspect.isfunction(f)), None)
+    return method.__globals__ if method is not None else vars(sys.modules[piece.__module__])
+
+
 class ExerciseNotPassedError(AssertionError):
     """An exercise that does not pass, raised by ``check(..., strict=True)`` (nbgrader's hidden tests): in a
     notebook it shows as the verdict alone, without a traceback."""
@@ -120,19 +128,23 @@ def check(piece: Any, *, strict: bool = False, lang: str | None = None) -> list[
     messages = Messages(lang)
     caller = inspect.currentframe().f_back  # type: ignore[union-attr]
     if isinstance(piece, str):
-        name, namespace = piece, caller.f_globals  # type: ignore[union-attr]
-    elif inspect.isfunction(piece):
-        name, namespace = piece.__name__, piece.__globals__
-    elif isinstance(piece, type):
-        name, namespace = piece.__name__, vars(sys.modules[piece.__module__])
+        exercises = find(piece)
+        names = {**caller.f_globals, **caller.f_locals}  # type: ignore[union-attr]
+        found = names.get(exercises[0].piece)
+    elif inspect.isfunction(piece) or isinstance(piece, type):
+        exercises = [e for e in EXERCISES if e.piece == piece.__name__] or find(piece.__name__)
+        found = piece
     else:
         raise TypeError(f"check takes a lab piece (a function or a class) or its name; got {type(piece).__name__}")
-    exercises = find(name)
     verdicts = []
     for exercise in exercises:
-        original = namespace.get(exercise.piece)
-        builtin = uses_builtin(original, namespace) if original is not None else ""
-        with pinned(namespace, exercise) as found:
+        if found is None:
+            verdicts.append(Verdict(exercise.key, "not_done", message=messages.text("status.missing",
+                                                                                     name=exercise.key)))  # fmt: skip
+            continue
+        namespace = _namespace_of(found)
+        builtin = uses_builtin(found, namespace)
+        with pinned(namespace, exercise):
             results = run_cases(exercise, found)
         verdicts.append(judge(exercise, results, messages, builtin=builtin))
     text = "\n".join(v.message for v in verdicts)

@@ -213,31 +213,31 @@ def run_submission(
             copy = Path(folder) / path.name
             shutil.copyfile(path, copy)
             before = {p.name: p.stat().st_size for p in Path(folder).iterdir()}
-            _one_child(copy, pending, run, timeout, load_timeout, memory_mb, logs)
-            after = {p.name: p.stat().st_size for p in Path(folder).iterdir() if p.name != ".output"}
+            with tempfile.TemporaryFile() as output:  # unnamed: nothing the submission can delete
+                _one_child(copy, pending, run, timeout, load_timeout, memory_mb, output)
+                output.seek(0)
+                logs.append(output.read().decode(errors="replace"))
+            after = {p.name: p.stat().st_size for p in Path(folder).iterdir()}
             run.changed_files += [name for name, size in before.items() if after.get(name) != size]
-            logs.append((Path(folder) / ".output").read_text(errors="replace") if (Path(folder) / ".output").exists()
-                        else "")  # fmt: skip
     run.output = "".join(logs)[-4000:]
     run.changed_files = sorted(set(run.changed_files))
     return run
 
 
 def _one_child(copy: Path, pending: list[str], run: Run, timeout: float, load_timeout: float, memory_mb: int,
-               logs: list[str]) -> None:  # fmt: skip
+               output: Any) -> None:  # fmt: skip
     """One child: runs the exercises still ``pending`` (removing each as it gets an answer or a failure)."""
     read, write = os.pipe()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "LABFORMER_CHECKING": "1", "PYTHONHASHSEED": "0"}  # fmt: skip
+           "LABFORMER_CHECKING": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1"}  # fmt: skip
     env.pop("PYTHONPATH", None)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = package_root  # the checker's own labformer, whatever the submission's folder holds
     command = [sys.executable, "-m", "labformer.exercises", str(copy), ",".join(pending), str(write),
                str(memory_mb)]  # fmt: skip
-    with open(copy.parent / ".output", "w") as output:
-        process = subprocess.Popen(command, pass_fds=(write,), stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, cwd=copy.parent, env=env,
-                                   start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(command, pass_fds=(write,), stdin=subprocess.DEVNULL, stdout=output,
+                               stderr=subprocess.STDOUT, cwd=copy.parent, env=env,
+                               start_new_session=True)  # fmt: skip
     os.close(write)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -253,8 +253,14 @@ def _one_child(copy: Path, pending: list[str], run: Run, timeout: float, load_ti
     try:
         while True:
             try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:  # out of time: this exercise (or, while loading, all of them)
+                line = lines.get(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                line = ""
+            if line == "" and process.poll() is not None and lines.empty():
+                line = None  # gone, though a process it forked may still hold the pipe open
+            if line == "" and time.monotonic() < deadline:
+                continue
+            if line == "":  # out of time: this exercise (or, while loading, all of them)
                 limit = timeout if current else load_timeout
                 for key in [current] if current else list(pending):
                     run.failures[key] = ("timeout", {"seconds": f"{limit:g}", "loading": current is None})
