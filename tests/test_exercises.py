@@ -254,7 +254,8 @@ def test_a_wrong_answer_outside_the_catalogue_still_gets_the_smallest_input():
 
 RIGHT = {
     "simple_attention": [
-        "def simple_attention(q, k, v):\n    w = torch.exp(q @ k.T / q.shape[1] ** 0.5)\n    return (w / w.sum()) @ v\n",
+        "def simple_attention(q, k, v):\n    w = torch.exp(q @ k.T / q.shape[1] ** 0.5)\n"
+        "    return (w / w.sum()) @ v\n",
         "def simple_attention(q, k, v):\n    return torch.softmax(torch.einsum('qd,nd->qn', q.double(), k.double())"
         " / math.sqrt(k.size(1)), -1) @ v.double()\n",
     ],
@@ -330,7 +331,10 @@ def test_right_answers_written_other_ways_pass(piece, index):
 
 
 def test_a_built_in_is_marked_as_such_and_still_runs():
-    code = "def scaled_dot_product_attention(q, k, v, mask=None):\n    return F.scaled_dot_product_attention(q, k, v, mask)\n"
+    code = (
+        "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+        "    return F.scaled_dot_product_attention(q, k, v, mask)\n"
+    )
     namespace = {"__name__": "s"}
     exec(HEADER + code, namespace)
     verdicts = check(namespace["scaled_dot_product_attention"], lang="en")
@@ -576,3 +580,17 @@ def test_nbgrader_generates_and_autogrades_the_notebook(tmp_path):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission("lab8", s).code_score for s in ("good", "blank")}
     assert scores == {"good": sum(e.points for e in EXERCISES), "blank": 0}
+
+
+def test_the_mistakes_page_is_the_catalogue():
+    """docs/exercises/mistakes.md lists every mistake id with its two messages, as the catalogue holds them."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mistakes_page.py"
+    spec = importlib.util.spec_from_file_location("mistakes_page", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = module.PAGE.read_text(encoding="utf-8")
+    assert page == module.render(), "run: python scripts/mistakes_page.py"
+    for mistake_id in MISTAKES:
+        assert f"`{mistake_id}`" in page and catalogue("fr")[f"mistake.{mistake_id}"].split(":")[0] in page
