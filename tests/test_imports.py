@@ -18,7 +18,7 @@ LAYERS = {
     **dict.fromkeys(("attention", "position", "encoder", "decoder", "transformer", "config", "io", "device"), 0),
     **dict.fromkeys(("data", "models", "runs", "__init__"), 1),  # __init__ loads runs.load lazily
     "training": 2,
-    **dict.fromkeys(("plots", "lab", "doctor", "predict", "serve", "export"), 3),
+    **dict.fromkeys(("plots", "lab", "doctor", "predict", "serve", "export", "exercises"), 3),
     **dict.fromkeys(("cli", "__main__"), 4),
 }
 
