@@ -158,6 +158,9 @@ def test_the_messages_used_by_the_code_exist_in_both_catalogues():
         asked |= {f"ex.{exercise.key}.{x}{n}" for x in "qa" for n in range(1, exercise.questions + 1)}
     for language in LANGUAGES:
         assert asked <= set(catalogue(language)), asked - set(catalogue(language))
+        for exercise in EXERCISES:  # each case's comment, in the student's language
+            for case in exercise.cases:
+                assert "#" not in case.shown and case.describe(Messages(language)).startswith(case.shown)
 
 
 # --------------------------------------------------------------------------- each mistake, as a submission

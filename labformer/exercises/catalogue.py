@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from labformer.exercises import solutions
+from labformer.exercises.messages import Messages
 
 LAB_Q1 = [[3.0, 3.0]]
 LAB_K = [[2.0, 1.5], [-4.0, 3.0], [0.0, 3.0], [-1.0, -4.0]]
@@ -32,8 +33,16 @@ class Case:
     """One call of a piece: the probe's arguments, and the call as the student would type it."""
 
     args: dict[str, Any]
-    shown: str
+    shown: str  # code: the same in every language
+    note: str = ""  # a comment after the code: "case.<note>" in the messages, filled with ``fields``
+    fields: tuple[tuple[str, str], ...] = ()
     lab: bool = False  # the lab's own example, whose printed values the student knows
+
+    def describe(self, messages: Messages) -> str:
+        """The call as code, with its comment in the messages' language."""
+        if not self.note:
+            return self.shown
+        return f"{self.shown}  # {messages.text(f'case.{self.note}', **dict(self.fields))}"
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,11 @@ class Exercise:
 
 def _lab_sdpa(mask: bool) -> Case:
     args: dict[str, Any] = {"q": LAB_Q, "k": LAB_K, "v": LAB_V, "normalize": True, "batch": True}
-    shown = "q, k, v = the lab's example (4 x 2, rows normalised, batch of 1)"
+    shown = "scaled_dot_product_attention(q, k, v)"
     if mask:
         args["mask"] = {"size": 4}
-        shown += "; mask = torch.tril(torch.ones(4, 4, dtype=torch.bool))"
-    return Case(args, f"scaled_dot_product_attention(q, k, v{', mask' if mask else ''})  # {shown}", lab=True)
+        shown = "mask = torch.tril(torch.ones(4, 4, dtype=torch.bool)); scaled_dot_product_attention(q, k, v, mask)"
+    return Case(args, shown, "lab_batched", lab=True)
 
 
 SMALL_Q, SMALL_K, SMALL_V = [[1.0, 2.0]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]
@@ -89,8 +98,8 @@ def _module_case(piece: str, init: list[Any], x: tuple[int, ...], seed: int, **m
         size = more["mask"]["size"]
         mask = f", mask=torch.tril(torch.ones({size}, {size}, dtype=torch.bool))"
     names = "x" if kind else "q, k, v"
-    shown = f"{piece}({', '.join(map(str, init))}).eval()({inputs}{mask})  # {names}: random, shape {tuple(x)}"
-    return Case(args, shown)
+    shown = f"{piece}({', '.join(map(str, init))}).eval()({inputs}{mask})"
+    return Case(args, shown, "random_named", (("names", names), ("shape", str(tuple(x)))))
 
 
 def _head(init: list[Any], x: tuple[int, ...], seed: int, **more: Any) -> Case:
@@ -106,8 +115,8 @@ def _mha(init: list[Any], x: tuple[int, ...], seed: int, **more: Any) -> Case:
 
 def _nlp(init: list[Any], tokens: tuple[int, int], seed: int, **more: Any) -> Case:
     args = {"init": init, "tokens": [init[5], list(tokens)], "seed": seed, **more}
-    shown = f"TransformerNLP({', '.join(map(str, init))}).eval()(x)  # x: random characters, shape {tokens}"
-    return Case(args, shown)
+    shown = f"TransformerNLP({', '.join(map(str, init))}).eval()(x)"
+    return Case(args, shown, "random_characters", (("shape", str(tokens)),))
 
 
 EXERCISES: tuple[Exercise, ...] = (
@@ -115,9 +124,8 @@ EXERCISES: tuple[Exercise, ...] = (
         Case({"q": SMALL_Q, "k": SMALL_K, "v": SMALL_V},
              f"simple_attention(torch.tensor({SMALL_Q}), torch.tensor({SMALL_K}), torch.tensor({SMALL_V}))"),
         Case({"q": LAB_Q1, "k": LAB_K, "v": LAB_V1, "normalize": True},
-             "simple_attention(q, k, v)  # the lab's example: q = [[3, 3]], 4 keys, rows normalised", lab=True),
-        Case({"seed": 11, "shapes": [[1, 5], [6, 5], [6, 5]]}, "simple_attention(q, k, v)  # random: q (1, 5), "
-             "k and v (6, 5)"),
+             "simple_attention(q, k, v)", "lab_single", lab=True),
+        Case({"seed": 11, "shapes": [[1, 5], [6, 5], [6, 5]]}, "simple_attention(q, k, v)", "random_single"),
     ), (
         Mistake("simple-no-scale", (("q @ k.T / math.sqrt(d)", "q @ k.T"),)),
         Mistake("simple-divide-by-d", (("math.sqrt(d)", "d"),)),
@@ -127,16 +135,17 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(2, 1, "attention_alpha", "attention_alpha", "alpha", (
         Case({"q": SMALL_Q, "k": SMALL_K}, f"attention_alpha(torch.tensor({SMALL_Q}), torch.tensor({SMALL_K}))"),
         Case({"q": LAB_Q1, "k": LAB_K, "normalize": True},
-             "attention_alpha(q, k)  # the lab's example: the weight of k0 is about 0.394", lab=True),
+             "attention_alpha(q, k)", "lab_alpha", lab=True),
     ), (
         Mistake("alpha-no-softmax", (("F.softmax(q @ k.T / math.sqrt(d), dim=-1)", "q @ k.T / math.sqrt(d)"),)),
         Mistake("alpha-no-scale", (("q @ k.T / math.sqrt(d)", "q @ k.T"),)),
     )),
     Exercise(3, 1, "scaled_dot_product_attention", "scaled_dot_product_attention", "batched", (
         Case({"q": SMALL_QS, "k": SMALL_K, "v": SMALL_V, "batch": True},
-             _small("scaled_dot_product_attention") + "  # each unsqueezed to a batch of 1"),
+             _small("scaled_dot_product_attention"), "batch_of_one"),
         _lab_sdpa(mask=False),
-        Case({"seed": 21, "shapes": [[2, 5, 3]] * 3}, "scaled_dot_product_attention(q, k, v)  # random (2, 5, 3)"),
+        Case({"seed": 21, "shapes": [[2, 5, 3]] * 3}, "scaled_dot_product_attention(q, k, v)", "random",
+             (("shape", "(2, 5, 3)"),)),
     ), (
         Mistake("sdpa-no-scale", ((" / math.sqrt(q.size(-1))", ""),)),
         Mistake("sdpa-divide-by-d", (("math.sqrt(q.size(-1))", "q.size(-1)"),)),
@@ -145,12 +154,12 @@ EXERCISES: tuple[Exercise, ...] = (
     ), questions=1),
     Exercise(4, 1, "mask", "scaled_dot_product_attention", "batched", (
         Case({"q": SMALL_QS, "k": SMALL_K, "v": SMALL_V, "batch": True, "mask": TRIL3},
-             _small("scaled_dot_product_attention", ", torch.tril(torch.ones(3, 3, dtype=torch.bool))")
-             + "  # a batch of 1"),
+             _small("scaled_dot_product_attention", ", torch.tril(torch.ones(3, 3, dtype=torch.bool))"),
+             "batch_of_one"),
         _lab_sdpa(mask=True),
         Case({"seed": 31, "shapes": [[2, 5, 3]] * 3, "mask": {"size": 5, "rows": ODD_MASK}},
-             f"scaled_dot_product_attention(q, k, v, mask)  # random (2, 5, 3); mask = torch.tensor({ODD_MASK}, "
-             "dtype=torch.bool)"),
+             f"mask = torch.tensor({ODD_MASK}, dtype=torch.bool); scaled_dot_product_attention(q, k, v, mask)",
+             "random", (("shape", "(2, 5, 3)"),)),
     ), (
         Mistake("mask-ignored", (('attention = attention.masked_fill(mask == 0, float("-inf"))', "pass"),)),
         Mistake("mask-zero-fill", (('masked_fill(mask == 0, float("-inf"))', "masked_fill(mask == 0, 0.0)"),)),
@@ -164,10 +173,9 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(5, 1, "masked_attention_weights", "masked_attention_weights", "masked_weights", (
         Case({"q": SMALL_QS, "k": SMALL_K, "batch": True, "mask": TRIL3},
              f"masked_attention_weights(torch.tensor({SMALL_QS}), torch.tensor({SMALL_K}), "
-             "torch.tril(torch.ones(3, 3, dtype=torch.bool)))  # a batch of 1"),
+             "torch.tril(torch.ones(3, 3, dtype=torch.bool)))", "batch_of_one"),
         Case({"q": LAB_Q, "k": LAB_K, "normalize": True, "batch": True, "mask": {"size": 4}},
-             "masked_attention_weights(q, k, mask)  # the lab's heat map: its q and k, the 4 x 4 lower-triangular "
-             "mask", lab=True),
+             "masked_attention_weights(q, k, mask)", "lab_heat_map", lab=True),
     ), (
         Mistake("weights-mask-after-softmax", (
             ('    attention = attention.masked_fill(mask == 0, float("-inf"))\n', ""),
@@ -179,7 +187,8 @@ EXERCISES: tuple[Exercise, ...] = (
     ), questions=4),
     Exercise(6, 1, "position_encoding", "position_encoding", "positions", (
         Case({"n_keys": 3, "dimension": 4}, "position_encoding(3, 4)"),
-        Case({"n_keys": 64, "dimension": 128}, "position_encoding(64, 128)  # the lab's heat map", lab=True),
+        Case({"n_keys": 64, "dimension": 128}, "position_encoding(64, 128)", "lab_positions_map",
+             lab=True),
     ), (
         Mistake("pe-vaswani", (("(dim / dimension)", "((dim - dim % 2) / dimension)"),), accepted=True),
         Mistake("pe-phase-multiplied", (("pos / (10000", "pos * (10000"),)),
@@ -187,8 +196,9 @@ EXERCISES: tuple[Exercise, ...] = (
     )),
     Exercise(7, 1, "add_positions", "add_positions", "pair", (
         Case({"q": LAB_Q, "k": LAB_K, "normalize": True, "batch": True, "inputs": ["q", "k"]},
-             "add_positions(q, k)  # the lab's batched q and k (4 x 2, a batch of 1)", lab=True),
-        Case({"seed": 71, "shapes": [[1, 5, 4]] * 2, "inputs": ["q", "k"]}, "add_positions(q, k)  # random (1, 5, 4)"),
+             "add_positions(q, k)", "lab_batched", lab=True),
+        Case({"seed": 71, "shapes": [[1, 5, 4]] * 2, "inputs": ["q", "k"]}, "add_positions(q, k)", "random",
+             (("shape", "(1, 5, 4)"),)),
     ), (
         Mistake("positions-query-only", (("k = k + position_encoding(n, d)", "k = k"),)),
     ), questions=1),
@@ -196,15 +206,16 @@ EXERCISES: tuple[Exercise, ...] = (
         Case({"q": [[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]], "k": [[1.0, 0.0, 1.0], [2.0, 1.0, 0.0]], "inputs": ["q", "k"]},
              "dot_products(torch.tensor([[1., 2., 0.], [0., 1., 1.]]), torch.tensor([[1., 0., 1.], [2., 1., 0.]]))"),
         Case({"manual_seed": 1337, "shapes": [[32, 256]] * 2, "inputs": ["q", "k"], "variance": True},
-             "torch.manual_seed(1337); q = torch.randn(32, 256); k = torch.randn(32, 256); dot_products(q, k)"
-             "  # the lab's: variances about 259.66 and 1.014", lab=True),
+             "torch.manual_seed(1337); q = torch.randn(32, 256); k = torch.randn(32, 256); dot_products(q, k)",
+             "lab_variances", lab=True),
     ), (
         Mistake("variance-divide-by-d", (("dimension**-0.5", "dimension**-1"),)),
         Mistake("variance-elementwise", (("attention = q @ k.T", "attention = q * k"),)),
     ), questions=1),
     Exercise(9, 1, "softmaxes", "softmaxes", "pair", (
         Case({"x": [1.0, 0.0], "inputs": ["x"]}, "softmaxes(torch.tensor([1., 0.]))"),
-        Case({"x": LAB_SOFTMAX, "inputs": ["x"]}, f"softmaxes(torch.tensor({LAB_SOFTMAX}))  # the lab's", lab=True),
+        Case({"x": LAB_SOFTMAX, "inputs": ["x"]}, f"softmaxes(torch.tensor({LAB_SOFTMAX}))", "lab_example",
+             lab=True),
     ), (
         Mistake("softmax-times-d", (("x * math.sqrt(dimension)", "x * dimension"),)),
         Mistake("softmax-divided", (("x * math.sqrt(dimension)", "x / math.sqrt(dimension)"),)),
@@ -286,8 +297,7 @@ EXERCISES: tuple[Exercise, ...] = (
         _nlp([1, 4, 2, 7, 0.0, 7, 5], (1, 3), 151),
         _nlp([2, 6, 3, 9, 0.0, 9, 8], (2, 8), 152),
         Case({"init": [6, 384, 6, 65, 0.2, 65, 256], "count_only": True, "seed": 153},
-             "TransformerNLP(6, 384, 6, 65, 0.2, 65, 256)  # the lab's model: about 10.7 million parameters",
-             lab=True),
+             "TransformerNLP(6, 384, 6, 65, 0.2, 65, 256)", "lab_model", lab=True),
     ), (
         Mistake("nlp-positions-twice", (("        x = self.transformer(x, self.mask)",
                                          "        x = x + position_encoding(T, x.size(-1), x.device)\n"

@@ -168,15 +168,17 @@ class Verdict:
                 "check": self.check, "case": self.case, "expected": self.expected, "got": self.got}  # fmt: skip
 
 
-def show(value: Any, limit: int = 8) -> str:
+def show(value: Any, messages: Messages, limit: int = 8) -> str:
     """A value as the student would print it, rounded to 4 decimals, cut after ``limit`` numbers."""
     if isinstance(value, Tensor):
         values = value.flatten()[:limit].tolist()
         text = ", ".join("nan" if math.isnan(x) else f"{x:.4f}" for x in values)
         more = ", …" if value.numel() > limit else ""
-        return f"shape {tuple(value.shape)}: [{text}{more}]" if value.dim() != 1 or more else f"[{text}]"
+        if value.dim() == 1 and not more:
+            return f"[{text}]"
+        return messages.text("value.shape", shape=tuple(value.shape), values=text + more)
     if isinstance(value, list) and len(value) > limit:
-        return f"{value[:limit]}… ({len(value)} in all)"
+        return messages.text("value.many", values=value[:limit], count=len(value))
     return str(value)
 
 
@@ -197,25 +199,27 @@ def judge(exercise: Exercise, got: list[CaseResult], messages: Messages, builtin
     mistake: Mistake | None = next((m for m in exercise.mistakes if _matches(got, mistakes[m.id])), None)
     case = exercise.cases[failing]
     check = first_difference(got[failing], reference[failing])
-    verdict = Verdict(name, "fail", mistake=mistake.id if mistake else None, check=check, case=case.shown)
+    shown = case.describe(messages)
+    verdict = Verdict(name, "fail", mistake=mistake.id if mistake else None, check=check, case=shown)
     if "error" in got[failing]:
         error = got[failing]
-        verdict.got = error["error"] + (f" (line {error['line']})" if error.get("line") else "")
+        line = error.get("line")
+        verdict.got = messages.text("error.line", error=error["error"], line=line) if line else error["error"]
         verdict.status = "error" if mistake is None else "fail"
         lead = messages.mistake(mistake.id) if mistake else messages.text("status.error", name=name, error=verdict.got)
     else:
         expected_value = reference[failing]["outputs"].get(check)
         got_value = got[failing]["outputs"].get(check, messages.text("value.missing"))
-        verdict.expected, verdict.got = show(expected_value), show(got_value)
+        verdict.expected, verdict.got = show(expected_value, messages), show(got_value, messages)
         lead = messages.mistake(mistake.id) if mistake else messages.text(f"check.{check}")
-    lines = [messages.text("verdict.fail", name=name, lead=lead), messages.text("verdict.case", case=case.shown)]
+    lines = [messages.text("verdict.fail", name=name, lead=lead), messages.text("verdict.case", case=shown)]
     if verdict.expected is not None:
         lines.append(messages.text("verdict.expected", value=verdict.expected, check=check))
     lines.append(messages.text("verdict.got", value=verdict.got, check=check))
     lab = next((i for i, c in enumerate(exercise.cases) if c.lab), None)
     if lab is not None and lab != failing and "outputs" in got[lab] and first_difference(got[lab], reference[lab]):
         key = first_difference(got[lab], reference[lab])
-        lines.append(messages.text("verdict.lab", expected=show(reference[lab]["outputs"].get(key)),
-                                   got=show(got[lab]["outputs"].get(key, "—"))))  # fmt: skip
+        lines.append(messages.text("verdict.lab", expected=show(reference[lab]["outputs"].get(key), messages),
+                                   got=show(got[lab]["outputs"].get(key, "—"), messages)))  # fmt: skip
     verdict.message = "\n".join(lines)
     return verdict

@@ -28,6 +28,7 @@ from torch import nn
 from labformer.exercises import check
 """
 # A picture after some exercises, as in the lab; a blank piece prints "not done yet" instead of failing.
+# Its words (NOT_DONE, KEYS, ...) are put in the notebook's language by ``_demo``.
 DEMOS = {
     "attention_alpha": """\
 q = F.normalize(torch.tensor([[3.0, 3.0]]), dim=1)
@@ -41,7 +42,7 @@ try:
     plt.legend()
     plt.show()
 except NotImplementedError:
-    print("attention_alpha: not done yet")
+    print(NOT_DONE.format(name="attention_alpha"))
 """,
     "masked_attention_weights": """\
 q = F.normalize(torch.tensor([[3.0, 3.0], [-1, 3.2], [0.2, -0.4], [0, -1]]), dim=1).unsqueeze(0)
@@ -49,21 +50,21 @@ k = F.normalize(torch.tensor([[2.0, 1.5], [-4, 3], [0, 3], [-1, -4]]), dim=1).un
 mask = torch.tril(torch.ones(4, 4, dtype=torch.bool))
 try:
     plt.imshow(masked_attention_weights(q, k, mask)[0])
-    plt.xlabel("keys")
-    plt.ylabel("queries")
+    plt.xlabel("KEYS")
+    plt.ylabel("QUERIES")
     plt.colorbar()
     plt.show()
 except NotImplementedError:
-    print("masked_attention_weights: not done yet")
+    print(NOT_DONE.format(name="masked_attention_weights"))
 """,
     "position_encoding": """\
 try:
     plt.imshow(position_encoding(64, 128).squeeze())
-    plt.xlabel("dimension")
-    plt.ylabel("position")
+    plt.xlabel("DIMENSION")
+    plt.ylabel("POSITION")
     plt.show()
 except NotImplementedError:
-    print("position_encoding: not done yet")
+    print(NOT_DONE.format(name="position_encoding"))
 """,
 }
 _REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n", re.MULTILINE | re.DOTALL)
@@ -73,6 +74,14 @@ _HIDDEN = re.compile(r"^### BEGIN HIDDEN TESTS\n.*?^### END HIDDEN TESTS\n", re.
 def blank(source: str) -> str:
     """The student's form of a piece: each answer region replaced by ``raise NotImplementedError()``."""
     return _REGION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", source)
+
+
+def _demo(code: str, messages: Messages) -> str:
+    words = {"NOT_DONE": repr(messages.text("status.not_done", name="{name}"))}
+    words |= {word: repr(messages.text(f"nb.{word.lower()}")) for word in ("KEYS", "QUERIES", "DIMENSION", "POSITION")}
+    for word, text in words.items():
+        code = code.replace(f'"{word}"', text).replace(word, text)
+    return code
 
 
 def _grade_cell(exercise: Exercise) -> str:
@@ -115,7 +124,7 @@ def cells(messages: Messages, solutions: bool) -> list[dict[str, Any]]:
                          {"grade": True, "solution": False, "locked": True, "points": exercise.points,
                           "grade_id": f"{key}-check"}))  # fmt: skip
         if key in DEMOS:
-            out.append(_cell("code", DEMOS[key]))
+            out.append(_cell("code", _demo(DEMOS[key], messages)))
         for number in range(1, exercise.questions + 1):
             out.append(_cell("markdown", f"**Q{number}.** " + text(f"ex.{key}.q{number}")))
             answer = text("nb.answer") + " " + text(f"ex.{key}.a{number}") if solutions else text("nb.your_answer")
