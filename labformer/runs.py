@@ -36,6 +36,7 @@ __all__ = [
     "load_run",
     "read_run_config",
     "run_name",
+    "run_path",
 ]
 
 CONFIG = "config.json"  # {"kind", "preset", "model": model config, "train": training config, ...}
@@ -56,6 +57,19 @@ KINDS: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
 }
 
 
+def run_path(run_dir: str | Path) -> Path:
+    """Where the run ``run_dir`` names lies: a run folder (one holding ``config.json``) of that path first,
+    else the shipped model of that name ("digits", "text" or "dates"), else the path as given.
+
+    So ``labformer predict digits picture.png`` uses the shipped digits ViT, unless ``./digits`` is a run
+    folder of your own; a folder named ``digits`` that holds no run (pictures, say) does not hide it.
+    """
+    path = Path(run_dir)
+    if (path / CONFIG).is_file() or str(run_dir) not in SHIPPED.values():
+        return path
+    return PRETRAINED / str(run_dir)
+
+
 def build_model(kind: str, model_config: dict[str, Any]) -> nn.Module:
     """A new model of ``kind`` ("vit", "gpt" or "seq2seq") from the "model" part of a run's config."""
     if kind not in KINDS:
@@ -65,10 +79,12 @@ def build_model(kind: str, model_config: dict[str, Any]) -> nn.Module:
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of ``run_dir`` as a dict, checked to be a labformer run (it has a kind and a model)."""
-    run_dir = Path(run_dir)
+    """The ``config.json`` of ``run_dir`` (a folder or a shipped model's name, see :func:`run_path`) as a dict,
+    checked to be a labformer run (it has a kind and a model)."""
+    run_dir = run_path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        names = ", ".join(SHIPPED.values())
+        raise FileNotFoundError(f"run directory {run_dir} does not exist (the shipped models are named {names})")
     run = read_json(run_dir / CONFIG, "run config")
     if not isinstance(run, dict) or "kind" not in run or "model" not in run:
         raise ValueError(f"{run_dir / CONFIG} is not a labformer run config (no 'kind' and 'model')")
@@ -76,12 +92,13 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The best model of ``run_dir`` in eval mode, and the run's ``config.json`` as a dict.
+    """The best model of ``run_dir`` (a run folder or a shipped model's name: "digits", "text", "dates") in eval
+    mode, and the run's ``config.json`` as a dict.
 
     Raises FileNotFoundError for a missing run or file, ValueError for a corrupt, foreign or
     mismatched checkpoint. Only safetensors and JSON are read: loading never runs code.
     """
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir)
     run = read_run_config(run_dir)
     model = build_model(run["kind"], run["model"])
     weights = read_tensors(run_dir / MODEL, "model weights")
@@ -105,11 +122,15 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, di
 
 def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
     """The trained model of ``run_dir`` (ViT, GPT or encoder–decoder) in eval mode; ``model.config`` is its
-    config.
+    config. ``run_dir`` is a run folder, or the name of a model shipped with labformer: "digits" (a ViT on
+    MNIST), "text" (a character GPT on Tiny Shakespeare) or "dates" (an encoder–decoder); a run folder of that
+    name in the working directory comes first (see :func:`run_path`).
 
     Example:
+        >>> model = labformer.load("digits")  # the shipped ViT: no training needed
+        >>> model(torch.zeros(1, 1, 28, 28)).shape
+        torch.Size([1, 10])
         >>> model = labformer.load("runs/20261126-vit-mnist")  # doctest: +SKIP
-        >>> model(images).argmax(-1)  # doctest: +SKIP
     """
     return load_run(run_dir, device=device)[0]
 
@@ -117,6 +138,7 @@ def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
 def run_name(run_dir: str | Path) -> str:
     """How a page or a report names a run: "shipped digits model", "shipped text model", "shipped dates
     model" for the runs in the package, else the run folder's name — never a path of the disk."""
+    run_dir = run_path(run_dir)
     for shipped in SHIPPED.values():
         if Path(run_dir).resolve() == (PRETRAINED / shipped).resolve():
             return f"shipped {shipped} model"

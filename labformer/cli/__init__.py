@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from labformer.cli.exercises import add_exercises_parsers
-from labformer.cli.flags import DEVICE_HELP
+from labformer.cli.flags import DEVICE_HELP, SHIPPED_HELP, run_argument
 from labformer.cli.gpt import add_gpt_parser
 from labformer.cli.seq2seq import add_seq2seq_parser
 from labformer.cli.vit import add_vit_parser, evaluate, predict, train_vit
@@ -106,14 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a ViT run: test accuracy, loss and confusion matrix; a GPT run: loss per character on --text FILE; "
         "a seq2seq run: exact match on its held-out test pairs",
     )
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train` run directory (ViT, GPT or seq2seq)")
+    evaluate.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument,
+        help="a `labformer train` run directory (ViT, GPT or seq2seq), " + SHIPPED_HELP.format("digits, text, dates"),
+    )  # fmt: skip
     evaluate.add_argument("--data-dir", help="ViT: the data set's files (default: the run's)")
     evaluate.add_argument("--text", help="GPT: any UTF-8 text file to score (default: the run's corpus)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    predict = commands.add_parser("predict", help="classify image files (PNG or JPEG) with a ViT run")
-    predict.add_argument("run_dir", metavar="RUN_DIR", help="a ViT run directory")
+    predict = commands.add_parser(
+        "predict",
+        help="classify image files (PNG or JPEG) with a ViT run",
+        description="Classify pictures with a ViT run, e.g. `labformer predict digits my_digit.png` with the digits "
+        "model shipped with labformer (no training needed).",
+    )
+    predict.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument, help="a ViT run directory, " + SHIPPED_HELP.format("digits")
+    )
     predict.add_argument(
         "images", nargs="+", metavar="IMAGE",
         help="image files (PNG, JPEG, ...; transparent areas count as paper) or folders of them",
@@ -132,13 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("name", metavar="NAME", help="list | all | an experiment's name (see `labformer lab list`)")
     lab.add_argument("--out", help="where figures (and the report) go (default: . or lab-report/)")
     lab.add_argument(
-        "--run", metavar="RUN_DIR", action="append",
+        "--run", metavar="RUN_DIR", action="append", type=run_argument,
         help="a trained run (repeatable): a ViT or GPT run for heads_as_channels' per-head maps, a seq2seq run "
         "of the dates task for self_vs_cross (default: the shipped models); all passes each to its experiment",
     )  # fmt: skip
 
     export = commands.add_parser("export", help="a ViT run as an ONNX file, checked with ONNX Runtime")
-    export.add_argument("run_dir", metavar="RUN_DIR", help="a ViT run directory")
+    export.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument, help="a ViT run directory, " + SHIPPED_HELP.format("digits")
+    )
     export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     export.add_argument("--attention", action="store_true", help="also output every layer's attention weights")
     export.set_defaults(handler=_export)
@@ -150,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes what labformer serve's pages show for an input: the ViT's class-token attention "
         "for --image, the GPT's causal attention for --text, an encoder-decoder's attention for --text.",
     )
-    view.add_argument("run_dir", metavar="RUN_DIR", help="a ViT, GPT or seq2seq run directory")
+    view.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument,
+        help="a ViT, GPT or seq2seq run directory, " + SHIPPED_HELP.format("digits, text, dates"),
+    )  # fmt: skip
     source = view.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", dest="image_file", metavar="FILE", help="a PNG or JPEG image (ViT runs)")
     source.add_argument("--text", metavar="TEXT", help="a text (GPT runs) or an input (seq2seq runs)")
@@ -171,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves ViT, GPT and seq2seq runs (default: the newest under runs/, else the pretrained models "
         "shipped with labformer) at http://localhost:PORT/.",
     )
-    serve.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="ViT, GPT and/or seq2seq run directories")
+    serve.add_argument(
+        "run_dirs", nargs="*", metavar="RUN_DIR", type=run_argument,
+        help="ViT, GPT and/or seq2seq run directories, or shipped models' names (digits, text, dates)",
+    )  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(

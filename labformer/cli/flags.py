@@ -10,9 +10,19 @@ from typing import Any
 
 from labformer.device import DEVICE_HELP as DEVICE_CHOICES
 
-__all__ = ["DEVICE_HELP", "RUNTIME", "add_config_flags", "picked", "shown_default"]
+__all__ = ["DEVICE_HELP", "RUNTIME", "SHIPPED_HELP", "add_config_flags", "picked", "run_argument", "shown_default"]
 
 DEVICE_HELP = f"{DEVICE_CHOICES} (default: auto)"
+SHIPPED_HELP = "or a shipped model's name ({}; a run folder of that name here comes first)"
+
+
+def run_argument(value: str) -> str:
+    """The type of a RUN_DIR argument: a run folder, or the name of a model shipped with labformer
+    (:func:`labformer.runs.run_path` says which wins)."""
+    from labformer.runs import run_path
+
+    return str(run_path(value))
+
 
 # The settings a resumed run may take from its new invocation (everything else comes from config.json);
 # "--amp auto" and "--muon-precision auto" (the defaults) keep the saved precisions.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from labformer.cli.flags import DEVICE_HELP, RUNTIME, add_config_flags, picked
+from labformer.cli.flags import DEVICE_HELP, RUNTIME, SHIPPED_HELP, add_config_flags, picked, run_argument
 
 __all__ = ["add_gpt_parser"]
 
@@ -41,9 +41,13 @@ def add_gpt_parser(models: argparse._SubParsersAction, commands: argparse._SubPa
         "generate",
         help="sample text from a trained GPT run",
         description="Continue a prompt character by character with a trained GPT run (key/value cache). The text "
-        "goes to stdout, its speed to stderr; the same --seed gives the same text.",
+        "goes to stdout, its speed to stderr; the same --seed gives the same text. Try the shipped model: "
+        "`labformer generate text --prompt ROMEO:`.",
     )
-    generate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train gpt` run directory")
+    generate.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument,
+        help="a `labformer train gpt` run directory, " + SHIPPED_HELP.format("text"),
+    )  # fmt: skip
     generate.add_argument(
         "--prompt", action="append", help="text to continue (default: a newline); repeat it to sample several "
         "prompts of different lengths at once (one left-padded batch)",

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from labformer.cli.flags import DEVICE_HELP, RUNTIME, add_config_flags, picked
+from labformer.cli.flags import DEVICE_HELP, RUNTIME, SHIPPED_HELP, add_config_flags, picked, run_argument
 
 __all__ = ["add_seq2seq_parser", "evaluate_pairs"]
 
@@ -48,9 +48,12 @@ def add_seq2seq_parser(models: argparse._SubParsersAction, commands: argparse._S
         "translate",
         help="write the output of an encoder-decoder run for each text",
         description="Each TEXT through a `labformer train seq2seq` run: greedy decoding, or beam search with "
-        "--beam K; one output per line.",
+        '--beam K; one output per line. Try the shipped model: `labformer translate dates "3 mars 2021"`.',
     )
-    translate.add_argument("run_dir", metavar="RUN_DIR", help="a `labformer train seq2seq` run directory")
+    translate.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_argument,
+        help="a `labformer train seq2seq` run directory, " + SHIPPED_HELP.format("dates"),
+    )  # fmt: skip
     translate.add_argument("texts", nargs="+", metavar="TEXT", help='inputs, e.g. "3 mars 2021" "March 3rd, 2021"')
     translate.add_argument(
         "--beam", type=int, default=1, help="hypotheses kept by beam search (default: 1, greedy decoding)"

@@ -34,7 +34,7 @@ def find_runs(run_dirs: list[str | Path], runs_root: Path = Path("runs")) -> dic
     """The run directory to serve per kind ("vit", "gpt", "seq2seq"): those given (the last of each kind
     wins), else the newest run of that kind under ``runs_root`` that has weights, else the pretrained one."""
     chosen: dict[str, Path] = {}
-    for run_dir in map(Path, run_dirs):
+    for run_dir in map(runs.run_path, run_dirs):
         kind = runs.read_run_config(run_dir)["kind"]
         if kind not in SHIPPED:
             raise ValueError(f"{run_dir} holds a {kind} run; serve shows vit, gpt and seq2seq runs")

@@ -42,6 +42,7 @@ def open_translation_run(run_dir: str | Path, device: str = "cpu", *, splits: bo
     also the run's splits, regenerated from its config (seeded: the pairs it trained and was tested on)."""
     from labformer.data.pairs import Vocabulary
 
+    run_dir = runs.run_path(run_dir)
     model, run = runs.load_run(run_dir, device=device)
     if run["kind"] != "seq2seq":
         raise ValueError(f"{run_dir} holds a {run['kind']} model; this needs a seq2seq run")
