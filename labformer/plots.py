@@ -74,9 +74,8 @@ def plot_confusion(confusion: Tensor, classes: list[str]) -> Figure:
 
 def _show(axis: plt.Axes, image: Tensor) -> None:
     """uint8 (C, H, W) -> grey or colour picture."""
-    axis.imshow(
-        image[0] if image.shape[0] == 1 else image.permute(1, 2, 0), cmap="gray" if image.shape[0] == 1 else None
-    )
+    picture = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    axis.imshow(picture.cpu().numpy(), cmap="gray" if image.shape[0] == 1 else None)
     axis.axis("off")
 
 
@@ -120,7 +119,7 @@ def plot_vit_attention(model: ViT, data: ImageData, count: int = 4) -> Figure:
         for column, attention in enumerate(panels, start=1):
             # The class token's row (or the mean over tokens with mean pooling), patches only.
             query = attention[0] if offset else attention.mean(0)
-            heat = query[offset:].reshape(side, side).cpu()
+            heat = query[offset:].reshape(side, side).cpu().numpy()
             axes[row, column].imshow(heat, cmap="inferno")
             axes[row, column].axis("off")
             if row == 0:

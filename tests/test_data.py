@@ -132,7 +132,7 @@ def test_cifar10_python_pickle_cannot_run_code(tmp_path):
     boom.target = str(tmp_path / "pwned")
     with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
         pickle.dump({b"data": boom, b"labels": [0, 1]}, f)
-    with pytest.raises(ValueError, match=r"refusing io.open"):
+    with pytest.raises(ValueError, match=r"refusing _?io.open"):
         load_cifar10(tmp_path)
     assert not (tmp_path / "pwned").exists()
 

@@ -15,7 +15,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "labformer"
 
 # The layer of each top-level module or subpackage of labformer; a module imports its own layer or lower.
 LAYERS = {
-    **dict.fromkeys(("attention", "position", "encoder", "decoder", "transformer", "config", "io", "device"), 0),
+    **dict.fromkeys(
+        ("attention", "position", "encoder", "decoder", "transformer", "config", "io", "device", "colab"), 0
+    ),
     **dict.fromkeys(("data", "models", "runs", "__init__"), 1),  # __init__ loads runs.load lazily
     "training": 2,
     **dict.fromkeys(("plots", "lab", "doctor", "predict", "serve", "export", "exercises"), 3),

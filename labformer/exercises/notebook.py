@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from labformer.colab import install_cell
 from labformer.exercises.catalogue import EXERCISES, Exercise, piece_sources
 from labformer.exercises.messages import Messages
 
@@ -49,7 +50,7 @@ q = F.normalize(torch.tensor([[3.0, 3.0], [-1, 3.2], [0.2, -0.4], [0, -1]]), dim
 k = F.normalize(torch.tensor([[2.0, 1.5], [-4, 3], [0, 3], [-1, -4]]), dim=1).unsqueeze(0)
 mask = torch.tril(torch.ones(4, 4, dtype=torch.bool))
 try:
-    plt.imshow(masked_attention_weights(q, k, mask)[0])
+    plt.imshow(masked_attention_weights(q, k, mask)[0].numpy())
     plt.xlabel("KEYS")
     plt.ylabel("QUERIES")
     plt.colorbar()
@@ -59,7 +60,7 @@ except NotImplementedError:
 """,
     "position_encoding": """\
 try:
-    plt.imshow(position_encoding(64, 128).squeeze())
+    plt.imshow(position_encoding(64, 128).squeeze().numpy())
     plt.xlabel("DIMENSION")
     plt.ylabel("POSITION")
     plt.show()
@@ -103,7 +104,9 @@ def cells(messages: Messages, solutions: bool) -> list[dict[str, Any]]:
     """The notebook's cells, in the lab's order: its parts, each exercise, its check, its questions."""
     text = messages.text
     intro = text("nb.title") + "\n\n" + text("nb.intro") + ("\n\n" + text("nb.solutions") if solutions else "")
-    out = [_cell("markdown", intro), _cell("code", SETUP)]
+    install = install_cell(mnist=False, device=False, comment=text("nb.install_comment"),
+                           where=text("nb.install_where"), missing=text("nb.install_missing"))  # fmt: skip
+    out = [_cell("markdown", intro), _cell("code", install), _cell("code", SETUP)]
     sources = piece_sources()
     written: set[str] = set()
     part = 0

@@ -80,7 +80,7 @@ def batched() -> Result:
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     for axis, causal, title in zip(axes, (False, True), ("no mask", "causal mask")):
         weights = attention_weights(q, k, causal=causal)[0]
-        image = axis.imshow(weights, cmap="viridis", vmin=0, vmax=1)
+        image = axis.imshow(weights.numpy(), cmap="viridis", vmin=0, vmax=1)
         for i in range(4):
             for j in range(4):
                 axis.text(j, i, f"{weights[i, j]:.2f}", ha="center", va="center", color="white", fontsize=8)
@@ -145,7 +145,7 @@ def position_encodings() -> Result:
     """Heat maps of Vaswani's and the lab's sinusoidal tables (n = 64, d = 128) and the lab's value."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, variant in zip(axes, ("vaswani", "lab")):
-        axis.imshow(sinusoidal_encoding(64, 128, variant=variant), cmap="RdBu", aspect="auto")
+        axis.imshow(sinusoidal_encoding(64, 128, variant=variant).numpy(), cmap="RdBu", aspect="auto")
         axis.set_title(f"{variant}: PE (64 positions × 128 dims)")
         axis.set_xlabel("dimension")
         axis.set_ylabel("position")
@@ -216,8 +216,8 @@ def softmax_sharpening() -> Result:
     x = torch.tensor([0.1, -0.2, 0.3, -0.2, 0.5])
     soft, sharp = x.softmax(-1), (x * 16).softmax(-1)
     figure, axis = plt.subplots(figsize=(6, 3))
-    axis.bar([i - 0.2 for i in range(5)], soft, width=0.4, label="softmax(x)")
-    axis.bar([i + 0.2 for i in range(5)], sharp, width=0.4, label="softmax(16 x)")
+    axis.bar([i - 0.2 for i in range(5)], soft.numpy(), width=0.4, label="softmax(x)")
+    axis.bar([i + 0.2 for i in range(5)], sharp.numpy(), width=0.4, label="softmax(16 x)")
     axis.legend()
     axis.set_title("large scores make the softmax one-hot")
     return Result(
@@ -256,7 +256,7 @@ def message_passing() -> Result:
                     xytext=xy[j].tolist(),
                     arrowprops=dict(arrowstyle="->", lw=4 * float(weights[i, j]), alpha=0.7, color="C0"),
                 )
-    axis.scatter(xy[:, 0], xy[:, 1], s=600, color="C1", zorder=3)
+    axis.scatter(xy[:, 0].numpy(), xy[:, 1].numpy(), s=600, color="C1", zorder=3)
     for i in range(tokens):
         axis.text(*xy[i].tolist(), str(i), ha="center", va="center", zorder=4)
     axis.set_aspect("equal")
@@ -298,7 +298,7 @@ def receptive_field(layers: int = 3, tokens: int = 16) -> Result:
             reach[kind].append(int((influence > 1e-8).sum()))
     figure, axes = plt.subplots(1, 2, figsize=(10, 2.8))
     for axis, kind in zip(axes, ("attention", "convolution")):
-        axis.imshow(torch.stack(maps[kind]), cmap="magma", aspect="auto")
+        axis.imshow(torch.stack(maps[kind]).numpy(), cmap="magma", aspect="auto")
         axis.set_yticks(range(layers), [f"{d} layer{'s' if d > 1 else ''}" for d in range(1, layers + 1)])
         axis.set_xlabel("input token")
         axis.set_title(f"{kind}: influence on output token {middle}")

@@ -77,7 +77,7 @@ def heads_as_channels(run_dir: str | Path | None = None) -> Result:
     heads = first.shape[0]
     figure, axes = plt.subplots(1, heads, figsize=(2.6 * heads, 2.8), squeeze=False)
     for h in range(heads):
-        axes[0, h].imshow(first[h], cmap="viridis")
+        axes[0, h].imshow(first[h].cpu().numpy(), cmap="viridis")
         axes[0, h].set_title(f"head {h}", fontsize=9)
         axes[0, h].set_xticks([])
         axes[0, h].set_yticks([])

@@ -35,10 +35,10 @@ def batchnorm_vs_layernorm() -> Result:
     }
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for axis, (name, y) in zip(axes, (("BatchNorm", b), ("LayerNorm", l))):
-        axis.plot(y.mean(0), label="mean per feature", marker=".", linestyle="none")
-        axis.plot(y.mean(1), label="mean per sample", marker="x", linestyle="none")
-        axis.plot(y.var(0, unbiased=False), label="variance per feature", alpha=0.6)
-        axis.plot(y.var(1, unbiased=False), label="variance per sample", alpha=0.6)
+        axis.plot(y.mean(0).numpy(), label="mean per feature", marker=".", linestyle="none")
+        axis.plot(y.mean(1).numpy(), label="mean per sample", marker="x", linestyle="none")
+        axis.plot(y.var(0, unbiased=False).numpy(), label="variance per feature", alpha=0.6)
+        axis.plot(y.var(1, unbiased=False).numpy(), label="variance per sample", alpha=0.6)
         axis.set_title(name)
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
