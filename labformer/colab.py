@@ -52,6 +52,7 @@ def install_cell(
     *,
     mnist: bool,
     device: bool,
+    source: str = SOURCE,
     comment: str = "# Installs labformer where it is missing (Google Colab, a fresh Jupyter); else does nothing.",
     where: str = 'or a wheel\'s address ("https://.../labformer-0.1.0-py3-none-any.whl"), or "git+https://..." '
     "of its repository",
@@ -59,13 +60,16 @@ def install_cell(
     "or repository, and run the cell again.",
     no_gpu: str = "(no GPU: on Colab, Runtime > Change runtime type > GPU makes training faster)",
 ) -> str:
-    """The source of the first code cell: installs labformer (from ``LABFORMER``, one variable at the top),
+    """The source of the first code cell: installs labformer (from ``LABFORMER``, one variable at the top set
+    to ``source``),
     and with ``mnist`` the embedded MNIST, where they are missing; with ``device``, imports torch and
     labformer, sets ``DEVICE`` ("cuda" when the runtime has a GPU, else "cpu") and prints it. The comments
     and messages are parameters so that a notebook in French says them in French."""
-    source = _INSTALL.format(comment=comment, source=SOURCE, where=where, missing=missing)
+    if '"' in source or "\n" in source:
+        raise ValueError(f"--install-from must be an address or a name without quotes; got {source!r}")
+    cell = _INSTALL.format(comment=comment, source=source, where=where, missing=missing)
     if mnist:
-        source += _MNIST.format(mnist=MNIST_REQUIREMENT)
+        cell += _MNIST.format(mnist=MNIST_REQUIREMENT)
     if device:
-        source += _DEVICE.format(no_gpu=no_gpu)
-    return source
+        cell += _DEVICE.format(no_gpu=no_gpu)
+    return cell

@@ -455,9 +455,14 @@ def test_a_notebook_submission_cell_by_cell(tmp_path):
 
 
 def test_the_cli_on_the_handed_out_and_the_teachers_notebooks(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "labformer", "exercises", "--lang", "fr", "--out", str(tmp_path)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    wheel = "https://example.org/labformer-0.1.0-py3-none-any.whl"
+    out = subprocess.run([sys.executable, "-m", "labformer", "exercises", "--lang", "fr", "--out", str(tmp_path),
+                          "--install-from", wheel], capture_output=True, text=True, check=True)  # fmt: skip
     assert "lab8-exercises.ipynb" in out.stdout
+    first = next(
+        c for c in json.loads((tmp_path / "lab8-exercises.ipynb").read_text())["cells"] if c["cell_type"] == "code"
+    )
+    assert f'LABFORMER = "{wheel}"' in "".join(first["source"]) and "Installe labformer" in "".join(first["source"])
     subprocess.run([sys.executable, "-m", "labformer", "exercises", "--solutions", "--out", str(tmp_path)], check=True)
     handed_out = run_check(tmp_path / "lab8-exercises.ipynb", "--json")
     assert handed_out.returncode == 1, handed_out.stderr

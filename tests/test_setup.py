@@ -80,3 +80,34 @@ def test_the_dry_run_installs_nothing(tmp_path):
     done = plan(tmp_path)
     assert done.stdout.splitlines()[-1].startswith("would run: python -m pip install -q torch==")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "requirements-dev.txt", "setup.sh"]
+
+
+def test_the_claimed_python_and_torch_ranges_are_the_ones_ci_runs():
+    """pyproject.toml's ranges open at the oldest end .ci/torch-range runs and close just past the newest;
+    the whole suite's own pins (requirements-dev.txt, this interpreter) lie inside them."""
+    import re
+
+    import tomllib
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ends = re.search(r"^ENDS=\((.*)\)", (ROOT / ".ci" / "torch-range").read_text(), re.MULTILINE).group(1)
+    (old_python, old_torch), (new_python, new_torch) = [pair.split() for pair in re.findall(r'"([^"]+)"', ends)]
+    torch_range = SpecifierSet(next(d for d in project["dependencies"] if d.startswith("torch")).removeprefix("torch"))
+
+    def minor(version: str) -> tuple[int, int]:
+        return tuple(int(part) for part in version.split(".")[:2])  # type: ignore[return-value]
+
+    def next_minor(version: str) -> str:
+        major, number = minor(version)
+        return f"{major}.{number + 1}"
+
+    assert project["requires-python"] == f">={old_python},<{next_minor(new_python)}"
+    assert torch_range == SpecifierSet(f">={'.'.join(old_torch.split('.')[:2])},<{next_minor(new_torch)}")
+    assert old_torch in torch_range and new_torch in torch_range and next_minor(new_torch) not in torch_range
+    pinned = re.search(r"^torch==(\S+)", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE).group(1)
+    assert pinned in torch_range
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert minor(old_python) <= minor(python) <= minor(new_python)
+    classifiers = {c.rsplit(" ", 1)[1] for c in project["classifiers"] if c.startswith("Programming Language")}
+    assert classifiers == {f"3.{n}" for n in range(minor(old_python)[1], minor(new_python)[1] + 1)}

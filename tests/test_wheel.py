@@ -27,7 +27,7 @@ import torch
 from conftest import SHARED_SHAKESPEARE, TINY_GPT_ARGS, TINY_VIT_ARGS
 from PIL import Image, ImageDraw
 
-from labformer.colab import SOURCE, install_cell
+from labformer.colab import install_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "lab8_transformers.ipynb"
@@ -114,8 +114,7 @@ def installed(tmp_path_factory, wheel) -> tuple[User, str]:
         "python", "-m", "pip", "install", "-q", f"torch=={torch.__version__}", "ipykernel", "nbclient", timeout=900
     )
     assert user.run("python", "-c", "import labformer", check=False).returncode != 0  # not importable yet
-    cell = install_cell(mnist=True, device=True).replace(f'LABFORMER = "{SOURCE}"', f'LABFORMER = "{wheel}"')
-    assert str(wheel) in cell
+    cell = install_cell(mnist=True, device=True, source=str(wheel))
     printed = user.run("python", "-c", cell, timeout=900).stdout
     return user, printed
 

@@ -23,6 +23,11 @@ def add_exercises_parsers(commands: argparse._SubParsersAction) -> None:
     exercises.add_argument("--lang", choices=LANGUAGES, help=LANG_HELP)
     exercises.add_argument("--out", default=".", help="the folder to write into (default: .)")
     exercises.add_argument("--solutions", action="store_true", help="the teacher's copy, with the answers")
+    exercises.add_argument(
+        "--install-from", metavar="ADDRESS",
+        help="what the notebook's first cell installs labformer from where it is missing (Colab): a wheel's "
+        "address, \"git+https://...\" of a repository, or a package name (default: labformer)",
+    )  # fmt: skip
     exercises.set_defaults(handler=_exercises)
 
     check = commands.add_parser(
@@ -50,7 +55,7 @@ def add_exercises_parsers(commands: argparse._SubParsersAction) -> None:
 def _exercises(args: argparse.Namespace) -> None:
     from labformer.exercises.notebook import write_exercises
 
-    for path in write_exercises(args.out, args.lang, args.solutions):
+    for path in write_exercises(args.out, args.lang, args.solutions, install_from=args.install_from):
         print(path)
 
 

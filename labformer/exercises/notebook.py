@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from labformer.colab import install_cell
+from labformer.colab import SOURCE, install_cell
 from labformer.exercises.catalogue import EXERCISES, Exercise, piece_sources
 from labformer.exercises.messages import Messages
 
@@ -100,11 +100,12 @@ def _cell(kind: str, source: str, nbgrader: dict[str, Any] | None = None) -> dic
     return cell
 
 
-def cells(messages: Messages, solutions: bool) -> list[dict[str, Any]]:
-    """The notebook's cells, in the lab's order: its parts, each exercise, its check, its questions."""
+def cells(messages: Messages, solutions: bool, install_from: str | None = None) -> list[dict[str, Any]]:
+    """The notebook's cells, in the lab's order: the install cell (labformer from ``install_from``, default
+    :data:`labformer.colab.SOURCE`), the imports, then its parts, each exercise, its check, its questions."""
     text = messages.text
     intro = text("nb.title") + "\n\n" + text("nb.intro") + ("\n\n" + text("nb.solutions") if solutions else "")
-    install = install_cell(mnist=False, device=False, comment=text("nb.install_comment"),
+    install = install_cell(mnist=False, device=False, source=install_from or SOURCE, comment=text("nb.install_comment"),
                            where=text("nb.install_where"), missing=text("nb.install_missing"))  # fmt: skip
     out = [_cell("markdown", intro), _cell("code", install), _cell("code", SETUP)]
     sources = piece_sources()
@@ -136,10 +137,10 @@ def cells(messages: Messages, solutions: bool) -> list[dict[str, Any]]:
     return out
 
 
-def notebook(messages: Messages, solutions: bool) -> dict[str, Any]:
+def notebook(messages: Messages, solutions: bool, install_from: str | None = None) -> dict[str, Any]:
     """The whole notebook (nbformat 4) as JSON data."""
     return {
-        "cells": cells(messages, solutions),
+        "cells": cells(messages, solutions, install_from),
         "metadata": {
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
@@ -162,13 +163,16 @@ def as_python(data: dict[str, Any]) -> str:
     return "\n".join(chunks)
 
 
-def write_exercises(out: str | Path, language: str | None = None, solutions: bool = False) -> list[Path]:
-    """Writes the notebook and the Python file into ``out``; returns their paths."""
+def write_exercises(
+    out: str | Path, language: str | None = None, solutions: bool = False, *, install_from: str | None = None
+) -> list[Path]:
+    """Writes the notebook and the Python file into ``out``; returns their paths. ``install_from`` is what the
+    first cell installs labformer from where it is missing (a wheel's address, a repository, a name)."""
     messages = Messages(language)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     stem = STEM + ("-solutions" if solutions else "")
-    data = notebook(messages, solutions)
+    data = notebook(messages, solutions, install_from)
     paths = [folder / f"{stem}.ipynb", folder / f"{stem}.py"]
     paths[0].write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     paths[1].write_text(as_python(data), encoding="utf-8")
