@@ -196,7 +196,7 @@ class Seq2SeqFigures(Callback):
     when an encoder–decoder's training ends."""
 
     def on_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        from labformer.training.translation import attention_examples
+        from labformer.translate import attention_examples
 
         figure = plot_curves(trainer.history, [("loss", "train_loss", "val_loss")], x="step")
         axis = figure.axes[-1].twinx()  # the learning rate's panel also shows the validation exact match

@@ -71,7 +71,8 @@ def score_text(target: Path) -> dict:
 
 
 def score_dates(target: Path) -> dict:
-    from labformer.training.translation import open_translation_run, score_split, translate_texts
+    from labformer.training.translation import open_translation_run, score_split
+    from labformer.translate import translate_texts
 
     model, data = open_translation_run(target, splits=True)
     test = data.splits["test"]

@@ -155,7 +155,8 @@ def test_text_streams_in_and_a_character_shows_its_attention(page, live_server, 
 
 def test_seq2seq_writes_the_models_output_and_shows_three_kinds_of_attention(page, live_server, tmp_path):
     from labformer.serve.models import PRETRAINED
-    from labformer.training.translation import open_translation_run, translate_texts
+    from labformer.training.translation import open_translation_run
+    from labformer.translate import translate_texts
 
     expect = playwright.expect
     page.goto("/seq2seq")

@@ -18,7 +18,7 @@ LAYERS = {
     **dict.fromkeys(
         ("attention", "position", "encoder", "decoder", "transformer", "config", "io", "device", "colab"), 0
     ),
-    **dict.fromkeys(("data", "models", "runs", "__init__"), 1),  # __init__ loads runs.load lazily
+    **dict.fromkeys(("data", "models", "runs", "translate", "__init__"), 1),  # __init__ loads runs.load lazily
     "training": 2,
     **dict.fromkeys(("plots", "lab", "doctor", "predict", "serve", "export", "exercises"), 3),
     **dict.fromkeys(("cli", "__main__"), 4),
@@ -78,6 +78,12 @@ def test_imports_flow_one_way():
         (module, target) for module, targets in graph().items() for target in targets if layer(target) > layer(module)
     }
     assert not upward, f"upward imports: {sorted(upward)}"
+
+
+def test_serving_never_reaches_into_training():
+    """The web page answers with models and runs; training code stays out of a server's process."""
+    reached = {(m, t) for m, targets in graph().items() if m.startswith("labformer.serve") for t in targets}
+    assert not [pair for pair in reached if pair[1].startswith("labformer.training")]
 
 
 def test_no_import_cycles():

@@ -106,7 +106,8 @@ def test_self_vs_cross_measures_the_trained_models_alignment(results):
 
     from labformer.lab.attention_basics import MONTH_EXAMPLES
     from labformer.runs import PRETRAINED
-    from labformer.training.translation import attention_examples, open_translation_run
+    from labformer.training.translation import open_translation_run
+    from labformer.translate import attention_examples
 
     numbers = results["self_vs_cross"].numbers
     shares = [v for k, v in numbers.items() if k.endswith("month digits' cross-attention on the month word")]

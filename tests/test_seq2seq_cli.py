@@ -11,7 +11,8 @@ import torch
 from labformer import runs
 from labformer.cli import main
 from labformer.training.recipes import TranslationConfig
-from labformer.training.translation import open_translation_run, score_split, translate_texts
+from labformer.training.translation import open_translation_run, score_split
+from labformer.translate import translate_texts
 
 TINY = ["--dim", "32", "--num-heads", "2", "--mlp-dim", "64", "--train-size", "2000", "--val-size", "100",
         "--test-size", "100", "--eval-size", "50", "--eval-interval", "20", "--batch-size", "32", "--device", "cpu",

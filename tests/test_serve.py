@@ -102,7 +102,8 @@ def test_the_shipped_models_numbers_are_recomputed_from_their_weights(mnist_test
 def test_the_shipped_dates_models_numbers_are_recomputed_from_its_weights():
     """The shipped encoder-decoder's held-out exact match and character accuracy, from its float16 weights:
     the test split regenerated from the run's config, decoded greedily, compared with the ISO dates."""
-    from labformer.training.translation import open_translation_run, translate_texts
+    from labformer.training.translation import open_translation_run
+    from labformer.translate import translate_texts
 
     model, data = open_translation_run(PRETRAINED / "dates", splits=True)
     test = data.splits["test"]
@@ -114,7 +115,8 @@ def test_the_shipped_dates_models_numbers_are_recomputed_from_its_weights():
 
 
 def test_translate_answers_what_the_model_writes_with_its_three_attentions(client):
-    from labformer.training.translation import open_translation_run, translate_texts
+    from labformer.training.translation import open_translation_run
+    from labformer.translate import translate_texts
 
     model, data = open_translation_run(PRETRAINED / "dates")
     for text, beam in (("mercredi 3 mars 2021", 1), ("March 3rd, 2021", 4), ("03/04/2021", 1)):

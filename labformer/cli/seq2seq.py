@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from labformer.cli.flags import DEVICE_HELP, RUNTIME, SHIPPED_HELP, add_config_flags, picked, run_argument
+from labformer.translate import UNSURE_BELOW
 
 __all__ = ["add_seq2seq_parser", "evaluate_pairs"]
 
@@ -48,7 +49,9 @@ def add_seq2seq_parser(models: argparse._SubParsersAction, commands: argparse._S
         "translate",
         help="write the output of an encoder-decoder run for each text",
         description="Each TEXT through a `labformer train seq2seq` run: greedy decoding, or beam search with "
-        '--beam K; one output per line. Try the shipped model: `labformer translate dates "3 mars 2021"`.',
+        "--beam K; one output per line, followed in brackets by what makes it doubtful: an answer of the dates task "
+        "that is not a real date or whose year lies outside those learnt, or a character the model gave a "
+        f'probability under {UNSURE_BELOW}. Try the shipped model: `labformer translate dates "3 mars 2021"`.',
     )
     translate.add_argument(
         "run_dir", metavar="RUN_DIR", type=run_argument,
@@ -80,9 +83,10 @@ def _train(args: argparse.Namespace) -> None:
     train_seq2seq(model_values, config, out=args.out, preset=preset, **shown)
 
 
-def _translate(args: argparse.Namespace) -> None:
+def _translate(args: argparse.Namespace) -> int:
     from labformer.plots import plot_cross_attention, save_figure
-    from labformer.training.translation import attention_examples, open_translation_run, translate_texts
+    from labformer.training.translation import open_translation_run
+    from labformer.translate import attention_examples, reading
 
     if args.beam < 1:
         raise ValueError(f"--beam must be a positive number of hypotheses; got {args.beam}")
@@ -92,23 +96,35 @@ def _translate(args: argparse.Namespace) -> None:
         raise ValueError(
             f"TEXT {longest!r} has {len(longest)} characters; this model reads at most {model.config.max_source}"
         )
-    outputs = translate_texts(model, data, args.texts, beam=args.beam)
-    for text, output in zip(args.texts, outputs):
-        unknown = data.source_vocab.unknown(text)
+    task = model.run_info["train"].get("task")
+    examples = attention_examples(model, data, args.texts, beam=args.beam)
+    flagged = 0
+    for example in examples:
+        answer = reading(*example, task)
+        unknown = data.source_vocab.unknown(answer.source)
+        warnings = answer.warnings() + ([f"not in the vocabulary: {''.join(unknown)}"] if unknown else [])
+        flagged += bool(warnings)
         if args.json:
-            print(json.dumps({"text": text, "output": output, "unknown_characters": unknown}, ensure_ascii=False))
+            calendar = answer.calendar
+            print(json.dumps({
+                "text": answer.source, "output": answer.output, "unknown_characters": unknown,
+                "least_probability": round(answer.least_probability, 6), "unsure": answer.unsure,
+                "unsure_below": UNSURE_BELOW, "real_date": None if calendar is None else calendar.real,
+                "warnings": warnings,
+            }, ensure_ascii=False))  # fmt: skip
         else:
-            print(f"{text} -> {output}" + (f"   (not in the vocabulary: {''.join(unknown)})" if unknown else ""))
+            print(f"{answer.source} -> {answer.output}" + (f"   ({'; '.join(warnings)})" if warnings else ""))
     if args.attention:
-        examples = attention_examples(model, data, args.texts[:1], beam=args.beam)
-        save_figure(plot_cross_attention(examples), Path(args.attention))
+        save_figure(plot_cross_attention(examples[:1]), Path(args.attention))
         if not args.json:
             print(f"cross-attention of {args.texts[0]!r} -> {args.attention}")
+    return 0
 
 
 def evaluate_pairs(args: argparse.Namespace) -> None:
     """``labformer evaluate SEQ2SEQ_RUN``: exact match and character accuracy on the held-out test split."""
-    from labformer.training.translation import open_translation_run, score_split, translate_texts
+    from labformer.training.translation import open_translation_run, score_split
+    from labformer.translate import translate_texts
 
     model, data = open_translation_run(args.run_dir, args.device, splits=True)
     test = data.splits["test"]

@@ -10,8 +10,11 @@ the United States. The convention here: a numeric date whose day and month could
 first** (d/m/y); month-first (m/d/y) dates occur only when the day is over 12, where no other reading
 exists. Year-first dates are always year, month, day.
 
+**Years.** Dates are drawn from the years 1000–2999 (the proleptic Gregorian calendar of ``datetime``), so
+that a model learns to copy a year's four digits rather than recall a window of years.
+
 **Held out by construction.** The test split holds what training never sees: every date of the years
-:data:`TEST_YEARS`, those whose last two digits are equal (1900, 1911, …, 2099: one in each decade, so
+:data:`TEST_YEARS`, those whose last two digits are equal (1000, 1011, …, 2999: one in each decade, so
 every decade and every digit in every position still occurs in training), and every date written in the
 formats of :data:`TEST_FORMATS` (their parts — ordinals, abbreviations, day names, separators, the year
 first — occur in training, but never in these combinations).
@@ -19,12 +22,15 @@ first — occur in training, but never in these combinations).
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FORMATS", "TEST_FORMATS", "TEST_YEARS", "DateFormat", "date_pairs"]
+__all__ = ["FIRST_YEAR", "FORMATS", "LAST_YEAR", "TEST_FORMATS", "TEST_YEARS", "CalendarCheck", "DateFormat",
+           "check_calendar", "date_pairs"]  # fmt: skip
 
 MONTHS_EN = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
              "November", "December"]  # fmt: skip
@@ -37,8 +43,56 @@ DAYS_EN_SHORT = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 DAYS_FR = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
 DAYS_FR_SHORT = ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."]
 
-FIRST_YEAR, LAST_YEAR = 1900, 2099
+FIRST_YEAR, LAST_YEAR = 1000, 2999  # the years the dates task draws from: a model copies digits, not a window
 TEST_YEARS = tuple(y for y in range(FIRST_YEAR, LAST_YEAR + 1) if y % 10 == y // 10 % 10)  # only in test
+
+
+@dataclass(frozen=True)
+class CalendarCheck:
+    """Whether an answer is a real date written ``YYYY-MM-DD`` in the (proleptic) Gregorian calendar.
+
+    ``problem`` is None for a real date, else "form" (not four digits, a dash, two, a dash, two), "month"
+    (no such month), "day" (no such day in that month: ``days`` says how many it has); ``outside`` is True
+    for a real date whose year lies outside FIRST_YEAR–LAST_YEAR, the years the dates task is drawn from.
+    """
+
+    text: str
+    problem: str | None
+    year: int | None = None
+    month: int | None = None
+    days: int | None = None
+    outside: bool = False
+
+    @property
+    def real(self) -> bool:
+        return self.problem is None
+
+    def describe(self) -> str:
+        """In English: "" for a real date in the years learnt, else what is wrong."""
+        if self.problem == "form":
+            return f"not a date: {self.text!r} is not written YYYY-MM-DD"
+        if self.problem == "month":
+            return f"not a date: there is no month {self.month}"
+        if self.problem == "day":
+            return f"not a date: {MONTHS_EN[self.month - 1]} {self.year} has {self.days} days"  # type: ignore[index]
+        if self.outside:
+            return f"the year {self.year} lies outside {FIRST_YEAR}-{LAST_YEAR}, the years the model learnt"
+        return ""
+
+
+def check_calendar(text: str) -> CalendarCheck:
+    """Checks an answer of the dates task against the calendar. ``check_calendar("2021-02-31").describe()``
+    is "not a date: February 2021 has 28 days"."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
+    if not match:
+        return CalendarCheck(text, "form")
+    year, month, day = map(int, match.groups())
+    if year == 0 or not 1 <= month <= 12:  # year 0 does not exist in the Gregorian calendar (1 BC comes before 1)
+        return CalendarCheck(text, "form" if year == 0 else "month", year, month)
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        return CalendarCheck(text, "day", year, month, days)
+    return CalendarCheck(text, None, year, month, days, outside=not FIRST_YEAR <= year <= LAST_YEAR)
 
 
 def _ordinal_en(day: int) -> str:

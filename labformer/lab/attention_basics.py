@@ -377,7 +377,7 @@ def _month_alignment(run_dir: Path) -> dict[str, object]:
     from labformer.data.pairs import PairData, Vocabulary
     from labformer.io import read_json
     from labformer.runs import VOCAB, load_run, run_name
-    from labformer.training.translation import attention_examples
+    from labformer.translate import attention_examples
 
     model, run = load_run(run_dir)
     if run["kind"] != "seq2seq" or run["train"].get("task") != "dates":

@@ -8,6 +8,7 @@ must not interleave with another request's forward pass.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from collections.abc import Iterator
@@ -246,7 +247,7 @@ class Seq2SeqModel:
     @torch.no_grad()
     def translate(self, text: str, beam: int = 1) -> dict[str, Any]:
         """The output of ``text`` with per-step probabilities and attention (layers × heads × rows × columns)."""
-        from labformer.training.translation import attention_examples
+        from labformer.translate import UNSURE_BELOW, attention_examples, reading
 
         if len(text) > self.model.config.max_source:
             raise ValueError(
@@ -255,6 +256,10 @@ class Seq2SeqModel:
         with self.lock:
             ((source, written, attention),) = attention_examples(self.model, self.data, [text], beam=beam)
             self.answered += 1
+        answer = reading(source, written, attention, self.run["train"].get("task"))
+        calendar = (
+            None if answer.calendar is None else dataclasses.asdict(answer.calendar) | {"real": answer.calendar.real}
+        )
         rounded = lambda t: [[[[round(float(v), 5) for v in row] for row in head] for head in layer] for layer in t]  # noqa: E731
         end = attention.cross.shape[2] > len(written)  # the last row wrote the end token
         return {
@@ -265,6 +270,11 @@ class Seq2SeqModel:
             "decoder_tokens": ["<s>", *written][: attention.cross.shape[2]],
             "probabilities": [round(float(p), 6) for p in attention.probabilities],
             "unknown_characters": self.data.source_vocab.unknown(text),
+            "least_probability": round(answer.least_probability, 6),
+            "unsure": answer.unsure,
+            "unsure_below": UNSURE_BELOW,
+            "calendar": calendar,
+            "warnings": answer.warnings(),
             "beam": beam,
             "attention": {
                 "encoder": rounded(attention.encoder),

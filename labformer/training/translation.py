@@ -28,11 +28,9 @@ from labformer.training.recipes import TranslationConfig
 from labformer.training.runtime import autocast, removed_if_empty_on_failure
 from labformer.training.task import RandomBatches
 from labformer.training.trainer import Trainer, open_run
+from labformer.translate import translate_texts
 
-__all__ = [
-    "MISTAKES", "Scores", "TranslationTask", "attention_examples", "open_translation_run", "run_data", "score_split",
-    "train_seq2seq", "translate_texts",
-]  # fmt: skip
+__all__ = ["MISTAKES", "Scores", "TranslationTask", "open_translation_run", "run_data", "score_split", "train_seq2seq"]
 
 MISTAKES = "mistakes.md"  # the commonest errors on the test split
 
@@ -51,34 +49,6 @@ def open_translation_run(run_dir: str | Path, device: str = "cpu", *, splits: bo
         config = TranslationConfig.from_dict({**run["train"], "device": "cpu"})  # the data only
         return model, run_data(config, (vocab["source"], vocab["target"]))
     return model, PairData({}, Vocabulary(vocab["source"]), Vocabulary(vocab["target"]))
-
-
-def translate_texts(
-    model: Seq2Seq, data: PairData, sources: list[str], *, beam: int = 1, batch_size: int = 512
-) -> list[str]:
-    """Each source's output, decoded in batches (greedy with ``beam`` 1, else beam search)."""
-    device = next(model.parameters()).device
-    outputs: list[str] = []
-    for start in range(0, len(sources), batch_size):
-        source, _ = data.encode(sources[start : start + batch_size])
-        decoded = model.translate(source.to(device), beam=beam)
-        outputs += [data.target_vocab.decode(tokens) for tokens in decoded.tokens]
-    return outputs
-
-
-def attention_examples(
-    model: Seq2Seq, data: PairData, sources: list[str], *, beam: int = 1
-) -> list[tuple[str, str, Any]]:
-    """(source, written, :class:`~labformer.models.seq2seq.Attention`) of each source: what the model writes
-    and its three kinds of attention while writing it."""
-    device = next(model.parameters()).device
-    examples = []
-    for source in sources:
-        ids = data.source_vocab.encode(source).to(device)
-        tokens = model.translate(ids[None], beam=beam).tokens[0]
-        written = data.target_vocab.decode(tokens)
-        examples.append((source, written, model.attention(ids, torch.tensor(tokens, dtype=torch.long, device=device))))
-    return examples
 
 
 def character_accuracy(output: str, target: str) -> float:

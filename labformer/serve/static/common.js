@@ -3,7 +3,7 @@
  *
  * Everything lives in one global namespace, `LF`, so page scripts (digits.js, text.js, lab.js)
  * can use it without a module loader or a build step:
- *   LF.setStatus(text, kind)      show a message in <div id="status"> ("info" | "busy" | "ok" | "error")
+ *   LF.setStatus(text, kind)      show a message in <div id="status"> ("info" | "busy" | "ok" | "warn" | "error")
  *   LF.fetchJSON(url, options)    fetch + parse JSON; throws an Error whose message is the API's "error"
  *   LF.errorFromResponse(resp)    turn a non-OK response into an Error with a readable message
  *   LF.health()                   GET /api/health once per page, cached
@@ -28,7 +28,7 @@
     const el = statusElement();
     if (!el) return;
     el.textContent = text;
-    el.classList.remove("info", "busy", "ok", "error");
+    el.classList.remove("info", "busy", "ok", "warn", "error");
     el.classList.add(kind);
   }
 

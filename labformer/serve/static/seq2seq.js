@@ -264,7 +264,8 @@
     const reveal = () => {
       if (i >= answer.output_tokens.length) {
         outputEl.dataset.done = "true";
-        LF.setStatus(`"${answer.text}" → ${answer.output}${unknown}`, "ok");
+        const doubts = answer.warnings.length ? ` — ${answer.warnings.join("; ")}` : "";
+        LF.setStatus(`"${answer.text}" → ${answer.output}${unknown}${doubts}`, answer.warnings.length ? "warn" : "ok");
         if (pendingView) applyView(pendingView);
         else choose(0);
         pendingView = null;
@@ -273,7 +274,8 @@
       const position = i;
       const probability = answer.probabilities[position];
       outputEl.append(LF.el("button", {
-        type: "button", className: "s2s-char written", title: `probability ${probability.toFixed(3)}`,
+        type: "button", className: `s2s-char written${probability < answer.unsure_below ? " unsure" : ""}`,
+        title: `probability ${probability.toFixed(3)}`,
         dataset: { index: position }, on: { click: () => choose(position) },
       }, [LF.el("span", { text: show(answer.output_tokens[position]) }),
         LF.el("small", { text: probability.toFixed(2) })]));
