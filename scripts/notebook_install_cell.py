@@ -19,6 +19,7 @@ def main() -> None:
     notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     first = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
     first["source"] = install_cell(mnist=True, device=True).rstrip("\n").splitlines(keepends=True)
+    first.setdefault("id", "install-labformer")  # nbformat 4.5 gives every cell an id
     NOTEBOOK.write_text(json.dumps(notebook, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{NOTEBOOK.name}: the first code cell is labformer's install cell")
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,17 +29,58 @@ def test_the_cli_reference_is_the_parsers_help():
     assert {"labformer train vit", "labformer train gpt", "labformer predict", "labformer serve"} <= set(sections)
 
 
-def test_the_site_builds_strictly_and_offline(tmp_path):
-    """`mkdocs build --strict`: a broken link, a missing anchor or a page left out of the navigation fails."""
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built once for the tests that read it. Without `-q`: mkdocs 1.6 drops warnings before
+    `--strict` counts them when `-q` is given."""
+    out = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "site" / "reference" / "cli.html").exists()  # the offline plugin: plain file links
-    html = (tmp_path / "site" / "index.html").read_text()
+    return out
+
+
+def test_the_site_builds_strictly_and_offline(site):
+    """`mkdocs build --strict`: a broken link, a missing anchor or a page left out of the navigation fails,
+    in the English site and in the French one."""
+    assert (site / "reference" / "cli.html").exists()  # the offline plugin: plain file links
+    html = (site / "index.html").read_text()
     assert "fonts.googleapis.com" not in html  # nothing to fetch to read it
+
+
+# The student-facing pages, in English (page.md) and in French (page.fr.md, served under fr/).
+FRENCH_PAGES = ["index", "install", "tutorial", "serve", "exercises/students", "exercises/teachers"]
+
+
+def heading_ids(html: str) -> list[str]:
+    return re.findall(r'<h[2-6] id="([^"]+)"', html)
+
+
+def test_the_student_pages_are_in_french_too_with_a_language_switch(site):
+    """Each student-facing page has its French version beside it; the built French page says `lang="fr"`,
+    has the English page's sections under the same anchors (so a link to `page.md#anchor` works in both
+    languages), and a switch to the English page and back. A page without a French version is the English
+    page under fr/."""
+    for name in FRENCH_PAGES:
+        assert (ROOT / "docs" / f"{name}.md").exists() and (ROOT / "docs" / f"{name}.fr.md").exists(), name
+        english, french = (site / f"{name}.html").read_text(), (site / "fr" / f"{name}.html").read_text()
+        assert '<html lang="en"' in english and '<html lang="fr"' in french, name
+        assert heading_ids(french) == heading_ids(english), name
+        depth = name.count("/")
+        switch = [(m.group(2), m.group(1)) for m in re.finditer(r'<a href="([^"]+)" hreflang="(en|fr)"', french)]
+        assert ("en", "../" * (depth + 1) + f"{name}.html") in switch, (name, switch)
+        assert ("fr", f"{name.split('/')[-1]}.html") in switch, (name, switch)
+        switch = [(m.group(2), m.group(1)) for m in re.finditer(r'<a href="([^"]+)" hreflang="(en|fr)"', english)]
+        assert ("fr", "../" * depth + f"fr/{name}.html") in switch, (name, switch)
+    assert "Exercices : pour les étudiants" in (site / "fr" / "exercises" / "students.html").read_text()
+    assert "Exercises: for students" in (site / "exercises" / "students.html").read_text()
+    english, french = ((site / lang / "reference" / "cli.html").read_text() for lang in ("", "fr"))
+    assert '<html lang="fr"' in french  # no French version: the English page, in the French site
+    assert re.search(r"<h1.*?</h1>", french).group(0) == re.search(r"<h1.*?</h1>", english).group(0)
+    assert not list((ROOT / "docs").rglob("etudiants*")) and not list((ROOT / "docs").rglob("enseignants*"))
 
 
 def test_the_readme_is_a_short_front_door_with_the_two_commands():

@@ -208,7 +208,8 @@ def test_the_test_split_is_held_out_by_construction():
     # Every decade, and every digit in every position of the year, occurs in training.
     years = {t[:4] for _, t, _ in train}
     assert all({y[i] for y in years} >= set("0123456789") for i in (2, 3))
-    assert {y[:3] for y in years} == {str(decade) for decade in range(190, 210)}
+    assert {y[:3] for y in years} == {str(decade) for decade in range(100, 300)}  # the years 1000-2999
+    assert {t[:4] for _, t, _ in test} >= {str(y) for y in TEST_YEARS[:5]}
 
 
 def test_generated_splits_are_the_same_for_a_seed_and_differ_between_seeds():
