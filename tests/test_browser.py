@@ -41,15 +41,28 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 1000})
+def browsing(browser, live_server, **options):  # noqa: ANN001, ANN201 - yields a Playwright page
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 1000}, **options)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
     assert not errors, errors  # no JavaScript error on any page
+
+
+@pytest.fixture
+def page(browser, live_server):
+    yield from browsing(browser, live_server)
+
+
+@pytest.fixture
+def french_page(browser, live_server):
+    """A browser of Québec: French first, as its language settings send it (no ``?lang=`` in the address); the
+    test may read what the page copies."""
+    languages = {"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.8"}
+    permissions = ["clipboard-read", "clipboard-write"]
+    yield from browsing(browser, live_server, locale="fr-CA", extra_http_headers=languages, permissions=permissions)
 
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
@@ -195,6 +208,67 @@ def test_seq2seq_writes_the_models_output_and_shows_three_kinds_of_attention(pag
     page.locator("#s2s-grid .cell").nth(1).click()  # enlarge one head
     expect(page.locator("#map-title")).to_contain_text("layer 1, head 2")
     screenshot(page, tmp_path, "seq2seq")
+
+
+def test_the_digits_page_speaks_french_and_its_link_keeps_the_language(french_page, tmp_path):
+    page, expect = french_page, playwright.expect
+    page.goto("/digits")
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    expect(page.locator("nav:not(.languages) a")).to_have_text(["Chiffres", "Texte", "Seq2seq", "Rapport du labo"])
+    expect(page.locator("nav a[aria-current=page]")).to_have_text("Chiffres")
+    expect(page.locator("#model-info")).to_have_text(
+        "Modèle : modèle de chiffres fourni — 98,70 % d'exactitude en test sur MNIST", timeout=15000
+    )
+    expect(page.locator("#status")).to_have_text("Dessinez un chiffre sur le carré noir (ou déposez-y une image).")
+    stroke(page, [(140, 40), (141, 140), (142, 240)])  # a one
+    expect(page.locator("#prediction")).to_have_text("1", timeout=15000)
+    french_percent = r"\d{1,3},\d\s%"  # 98,7 % (a comma, a non-breaking space)
+    expect(page.locator("#status")).to_have_text(re.compile(rf"^Le modèle lit un «\s1\s» \(sûr à {french_percent}\)\."))
+    expect(page.locator("#bars .pct").nth(1)).to_have_text(re.compile(rf"^{french_percent}$"))
+    expect(page.locator("#heads .col-label").first).to_have_text("tête 1")
+    expect(page.locator("#zoom-detail")).to_contain_text("Patch le plus clair : rangée")
+    screenshot(page, tmp_path, "digits-fr")
+    page.click("#copy-link")  # the clipboard, or the link selected in a field where there is none
+    expect(page.locator("#status")).to_have_text(re.compile("^(Lien copié|Copiez le lien sélectionné)"))
+    shared = page.locator("#share-link")
+    link = shared.input_value() if shared.count() else page.evaluate("navigator.clipboard.readText()")
+    assert "lang=fr" in link and "#digit=" in link
+    page.click("nav.languages a[hreflang=en]")  # the same view, in English
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#prediction")).to_have_text("1", timeout=15000)
+    expect(page.locator("#status")).to_contain_text("The model reads a “1”")
+    assert "lang=en" in page.url and "#digit=" in page.url
+
+
+def test_the_seq2seq_page_warns_in_french_of_a_date_that_does_not_exist(french_page):
+    page, expect = french_page, playwright.expect
+    page.goto("/seq2seq")
+    expect(page.locator("#s2s-output")).to_have_attribute("data-done", "true", timeout=20000)  # the first input
+    expect(page.locator("#tab-cross")).to_have_text("Attention croisée")
+    page.fill("#s2s-input", "31 février 2021")
+    page.click("#translate")
+    expect(page.locator("#status")).to_have_text(
+        "« 31 février 2021 » → 2021-02-31 — pas une date : février 2021 compte 28 jours", timeout=20000
+    )
+    expect(page.locator("#status")).to_have_class(re.compile(r"\bwarn\b"))
+    expect(page.locator("#s2s-output .written small").first).to_have_text(re.compile(r"^\d,\d\d$"))  # 1,00
+    expect(page.locator("#map-title")).to_contain_text("Attention croisée, couche 1")
+
+    def doubtful(route) -> None:  # noqa: ANN001 - the server's answer, made unsure and out of the years learnt
+        answer = route.fetch().json()
+        answer.update(least_probability=0.21, unsure=True, output="3050-03-03")
+        answer["calendar"] = {"text": "3050-03-03", "problem": None, "year": 3050, "month": 3, "days": 31,
+                              "outside": True, "real": True}  # fmt: skip
+        route.fulfill(json=answer)
+
+    page.route("**/api/seq2seq/translate", doubtful)
+    page.fill("#s2s-input", "3 mars 3050")
+    page.click("#translate")
+    expect(page.locator("#status")).to_have_text(
+        "« 3 mars 3050 » → 3050-03-03 — l'année 3050 est hors de 1000–2999, les années apprises; "
+        "peu sûr : son caractère le moins probable a une probabilité de 0,21 (sous 0,5)",
+        timeout=20000,
+    )
 
 
 def test_lab_page_builds_and_shows_the_report(page, tmp_path):

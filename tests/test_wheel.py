@@ -124,8 +124,9 @@ def test_the_wheel_holds_the_package_its_pages_and_models_only(wheel):
     assert {name.split("/")[0] for name in names} == {"labformer", wheel.name.split("-py3")[0] + ".dist-info"}
     for kind in ("dates", "digits", "text"):
         assert f"labformer/serve/pretrained/{kind}/model.safetensors" in names
-    for page in ("digits", "text", "seq2seq", "lab"):
-        assert f"labformer/serve/static/{page}.html" in names
+    for page in ("layout", "digits", "text", "seq2seq", "lab"):
+        assert f"labformer/serve/templates/{page}.html" in names
+    assert {"labformer/serve/i18n/en.json", "labformer/serve/i18n/fr.json"} <= set(names)
     assert {"labformer/exercises/messages/en.json", "labformer/exercises/messages/fr.json"} <= set(names)
     assert not [name for name in names if any(part in name for part in ("tests/", "runs/", "benchmarks/"))]
     assert wheel.stat().st_size < 10e6

@@ -2,10 +2,13 @@
 
 Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the GPT write and attend),
 ``/seq2seq`` (type an input, watch the encoder–decoder write it and attend three ways), ``/lab`` (the
-``labformer lab all`` report). API (errors are ``{"error": message}`` with a 4xx status):
+``labformer lab all`` report), each in English or French: ``?lang=en|fr``, else the browser's
+``Accept-Language``, else English (:mod:`labformer.serve.pages`). API (in English; errors are
+``{"error": message}`` with a 4xx status):
 
 - ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its
-  metrics; and the usage so far (predictions, characters generated, translations, requests refused).
+  metrics, the facts a page words in its own language (``shipped``, ``dataset``, ``years``); and the usage
+  so far (predictions, characters generated, translations, requests refused).
 - ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
   picture with no ink), probabilities, the 28×28 input
   and the class token's attention per layer and head, with the rollout.
@@ -37,11 +40,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from labformer.data.dates import FIRST_YEAR, LAST_YEAR
+from labformer.runs import PRETRAINED, SHIPPED
+from labformer.serve.i18n import LANGUAGES, choose_language
 from labformer.serve.models import MAX_BEAM, MAX_TOKENS, DigitModel, Seq2SeqModel, TextModel
+from labformer.serve.pages import render_page
 from labformer.serve.runner import ANSWER, STREAM, ModelThread
 from labformer.serve.security import HostGuard, Hosts
 
@@ -89,11 +96,39 @@ async def _json(request: Request, fields: dict[str, tuple[type, ...]]) -> dict[s
     return data
 
 
+def _language(request: Request) -> str:
+    """The language of the page asked for: ``?lang=``, else the browser's ``Accept-Language``, else English."""
+    return choose_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
 def _page(name: str):
-    async def page(request: Request) -> FileResponse:
-        return FileResponse(STATIC / f"{name}.html")
+    async def page(request: Request) -> HTMLResponse:
+        language = _language(request)
+        headers = {"Content-Language": language, "Vary": "Accept-Language"}  # a cache keeps one per language
+        return HTMLResponse(render_page(name, language), headers=headers)
 
     return page
+
+
+def _home(request: Request) -> RedirectResponse:
+    """``/`` is the digits page, in the language the address asks for if it does."""
+    asked = request.query_params.get("lang")
+    return RedirectResponse(f"/digits?lang={asked}" if asked in LANGUAGES else "/digits")
+
+
+def _describe(model: DigitModel | TextModel | Seq2SeqModel | None) -> dict[str, Any] | None:
+    """What /api/health says of a model: its own description, plus the facts a page words in its own
+    language: ``shipped`` (which of the package's models it is, else null), ``dataset`` (what a ViT was
+    trained on) and, for the dates task, ``years`` (the first and last year the model learnt)."""
+    if model is None:
+        return None
+    here = model.run_dir.resolve()
+    shipped = next((name for name in SHIPPED.values() if here == (PRETRAINED / name).resolve()), None)
+    train = model.run.get("train", {})
+    facts = {"shipped": shipped, "dataset": train.get("dataset")}
+    if train.get("task") == "dates":
+        facts["years"] = [FIRST_YEAR, LAST_YEAR]
+    return model.describe() | facts
 
 
 def create_app(
@@ -121,9 +156,9 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "digits": digits.describe() if digits else None,
-                "text": text.describe() if text else None,
-                "seq2seq": seq2seq.describe() if seq2seq else None,
+                "digits": _describe(digits),
+                "text": _describe(text),
+                "seq2seq": _describe(seq2seq),
                 "usage": {
                     "predictions": digits.answered if digits else 0,
                     "characters": text.generated if text else 0,
@@ -216,6 +251,7 @@ def create_app(
             "available": available,
             "report": "/lab/report/report.html" if available else None,
             "message": message,
+            "folder": where,
             "can_build": allow_build and lab_dir is not None,
             "building": building.locked(),
         }
@@ -241,7 +277,7 @@ def create_app(
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
     routes = [
-        Route("/", lambda request: RedirectResponse("/digits")),
+        Route("/", _home),
         Route("/digits", _page("digits")),
         Route("/text", _page("text")),
         Route("/seq2seq", _page("seq2seq")),

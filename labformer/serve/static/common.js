@@ -1,13 +1,21 @@
 /*
- * labformer serve — shared helpers for the three pages.
+ * labformer serve — shared helpers for the pages.
  *
- * Everything lives in one global namespace, `LF`, so page scripts (digits.js, text.js, lab.js)
+ * Everything lives in one global namespace, `LF`, so page scripts (digits.js, text.js, seq2seq.js, lab.js)
  * can use it without a module loader or a build step:
+ *   LF.lang                       the page's language ("en" | "fr"), from <html lang>
+ *   LF.t(key, params)             the catalogue's text of `key` with its {name} fields filled (the key itself
+ *                                 when the catalogue lacks it, so that a missing text shows)
+ *   LF.tNodes(key, params)        the same as strings and nodes, for params that are elements
+ *   LF.plural(key, count, params) the text of `key.one` or `key.other` (the language's rule), {count} filled
+ *   LF.number(x, digits)          a number by the language's rules (0.91 | 0,91); LF.percent(share, digits)
+ *   LF.listNodes(items)           items (arrays of nodes) joined as the language joins a list ("a, b and c")
+ *   LF.modelName(model), LF.modelSummary(kind, model)   a served model's name and score, in words
  *   LF.setStatus(text, kind)      show a message in <div id="status"> ("info" | "busy" | "ok" | "warn" | "error")
  *   LF.fetchJSON(url, options)    fetch + parse JSON; throws an Error whose message is the API's "error"
  *   LF.errorFromResponse(resp)    turn a non-OK response into an Error with a readable message
  *   LF.health()                   GET /api/health once per page, cached
- *   LF.servedModel(kind, ...)     that page's model from /api/health, or null with the reason shown
+ *   LF.servedModel(kind)          that page's model from /api/health, or null with the reason shown
  *   LF.colormap(name, t)          [r, g, b] of a perceptual colour map ("viridis" | "inferno") at t in [0, 1]
  *   LF.drawLegend(canvas, name)   paint a horizontal colour bar
  *   LF.el(tag, attrs, children)   small DOM builder that never uses innerHTML
@@ -15,6 +23,108 @@
 "use strict";
 
 (function () {
+  // ---------------------------------------------------------------- the page's language
+
+  /** The page's language, set by the server on <html lang>, and its catalogue (<script id="messages">). */
+  const LANG = document.documentElement.lang || "en";
+  const MESSAGES = readMessages();
+
+  function readMessages() {
+    const element = document.getElementById("messages");
+    try {
+      return element ? JSON.parse(element.textContent) : {};
+    } catch (_) {
+      return {};
+    }
+  }
+
+  function has(key) {
+    return Object.prototype.hasOwnProperty.call(MESSAGES, key);
+  }
+
+  /** The text of `key` with its {name} fields taken from `params` (a field without a value stays as it is). */
+  function t(key, params = {}) {
+    if (!has(key)) return key;
+    return MESSAGES[key].replace(/\{(\w+)\}/g, (field, name) => (name in params ? String(params[name]) : field));
+  }
+
+  /** The text of `key` as a list of strings and nodes: a param that is a Node is put in as that node. */
+  function tNodes(key, params = {}) {
+    const pieces = (has(key) ? MESSAGES[key] : key).split(/\{(\w+)\}/);
+    return pieces
+      .map((piece, i) => {
+        if (i % 2 === 0) return piece;
+        if (!(piece in params)) return `{${piece}}`;
+        return params[piece] instanceof Node ? params[piece] : String(params[piece]);
+      })
+      .filter((piece) => piece !== "");
+  }
+
+  const pluralRules = new Intl.PluralRules(LANG);
+
+  /** The text of `key.one`, `key.other`… as the language's plural rule chooses for `count` ({count} filled). */
+  function plural(key, count, params = {}) {
+    const form = `${key}.${pluralRules.select(count)}`;
+    return t(has(form) ? form : `${key}.other`, { count: number(count), ...params });
+  }
+
+  const numberFormats = new Map();
+
+  /** `x` with `digits` decimals at most (`minimumDigits` at least), by the language's rules: 0.91 or 0,91. */
+  function number(x, digits = 0, minimumDigits = digits) {
+    const id = `${digits}/${minimumDigits}`;
+    if (!numberFormats.has(id)) {
+      numberFormats.set(id, new Intl.NumberFormat(LANG, { maximumFractionDigits: digits, minimumFractionDigits: minimumDigits }));
+    }
+    return numberFormats.get(id).format(x);
+  }
+
+  /** A share (0–1) as a percentage with `digits` decimals: "98.7 %" or "98,7 %" (a non-breaking space). */
+  function percent(share, digits = 1) {
+    return `${number(100 * share, digits)}\u00a0%`;
+  }
+
+  /** `items` (each an array of strings and nodes) joined as the language joins a list: "a, b and c". */
+  function listNodes(items) {
+    const parts = new Intl.ListFormat(LANG, { type: "conjunction" }).formatToParts(items.map((_, i) => String(i)));
+    return parts.flatMap((part) => (part.type === "element" ? items[Number(part.value)] : [part.value]));
+  }
+
+  /** The catalogue's names of the shipped models, data sets and tasks (/api/health gives their ids). */
+  const SHIPPED = { digits: "model.shipped.digits", text: "model.shipped.text", dates: "model.shipped.dates" };
+  const DATASETS = { mnist: "model.dataset.mnist", cifar10: "model.dataset.cifar10" };
+  const TASKS = { dates: "model.task.dates", reverse: "model.task.reverse" };
+
+  /** A served model's name: the shipped one's in words, else its run folder's name (as the server gives it). */
+  function modelName(model) {
+    return SHIPPED[model.shipped] ? t(SHIPPED[model.shipped]) : String(model.name);
+  }
+
+  /**
+   * What a served model reaches, in words (the numbers of the shipped weights where the metrics hold them):
+   * the test accuracy of a "digits" model, the exact answers of a "seq2seq" one, the validation loss of a "text" one.
+   */
+  function modelSummary(kind, model) {
+    const metrics = model.metrics || {};
+    const numbers = { ...metrics, ...(metrics.shipped || {}) };
+    const known = (value) => typeof value === "number" && Number.isFinite(value);
+    if (kind === "seq2seq") {
+      if (!known(numbers.test_exact)) return t("model.not_evaluated");
+      return t("model.exact", { exact: percent(numbers.test_exact, 2), task: t(TASKS[model.task] || "model.task.other") });
+    }
+    if (kind === "digits") {
+      if (!known(numbers.test_accuracy)) return t("model.not_evaluated");
+      const dataset = t(DATASETS[model.dataset] || "model.dataset.other");
+      return t("model.accuracy", { accuracy: percent(numbers.test_accuracy, 2), dataset });
+    }
+    const full = known(numbers.val_loss_full);
+    const loss = full ? numbers.val_loss_full : numbers.val_loss;
+    if (!known(loss)) return t("model.not_evaluated");
+    return t("model.loss", { loss: number(loss, 3), split: t(full ? "model.split.full" : "model.split.batches") });
+  }
+
+  // ---------------------------------------------------------------- the status line and the server
+
   /** The <div id="status"> element, looked up lazily (scripts load at the end of <body>). */
   function statusElement() {
     return document.getElementById("status");
@@ -35,7 +145,7 @@
   /** Show an Error (or anything thrown) in the status line as an error, in words. */
   function showError(err, prefix = "") {
     const message = err && err.message ? err.message : String(err);
-    setStatus(prefix ? `${prefix}: ${message}` : message, "error");
+    setStatus(prefix ? t("error.while", { context: prefix, message }) : message, "error");
   }
 
   /** True when `err` comes from an AbortController aborting a fetch or a stream read. */
@@ -64,7 +174,7 @@
     }
     if (!message) {
       const excerpt = text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160);
-      message = `HTTP ${response.status} ${response.statusText || ""}`.trim();
+      message = t("error.http", { status: response.status, text: response.statusText || "" }).trim();
       if (excerpt) message += ` — ${excerpt}`;
     }
     const error = new Error(message);
@@ -83,14 +193,14 @@
       response = await fetch(url, options);
     } catch (err) {
       if (isAbort(err)) throw err;
-      throw new Error("Could not reach the server — is `labformer serve` still running?");
+      throw new Error(t("error.unreachable"));
     }
     if (!response.ok) throw await errorFromResponse(response);
     try {
       return await response.json();
     } catch (err) {
       if (isAbort(err)) throw err;
-      throw new Error(`The server sent an answer that is not JSON (${url}).`);
+      throw new Error(t("error.not_json", { url }));
     }
   }
 
@@ -208,22 +318,25 @@
     return dpr;
   }
 
+  /** Why a page has no model, and how to train one: the catalogue's sentence per kind of model. */
+  const NO_MODEL = { digits: "error.no_model.digits", text: "error.no_model.text", seq2seq: "error.no_model.seq2seq" };
+
   /**
-   * The model of `kind` ("digits" or "text") that the server reports in /api/health, or null after
-   * saying in the status line why there is none (`trainCommand` is how to train one).
+   * The model of `kind` ("digits", "text" or "seq2seq") that the server reports in /api/health, or null
+   * after saying in the status line why there is none and how to train one.
    */
-  async function servedModel(kind, what, trainCommand) {
-    setStatus("Loading the model…", "busy");
+  async function servedModel(kind) {
+    setStatus(t("common.loading_model"), "busy");
     let answer;
     try {
       answer = await health();
     } catch (err) {
-      showError(err, "Could not ask the server which models are loaded");
+      showError(err, t("error.health"));
       return null;
     }
     const model = answer && answer[kind];
     if (!model) {
-      setStatus(`No ${what} model is being served. Train one (\`${trainCommand}\`), then restart \`labformer serve\`.`, "error");
+      setStatus(t(NO_MODEL[kind]), "error");
       return null;
     }
     return model;
@@ -236,7 +349,7 @@
     return new Promise((resolve, reject) => {
       canvas.toBlob((blob) => {
         if (!blob) {
-          reject(new Error("The browser could not encode the view as PNG."));
+          reject(new Error(t("error.png")));
           return;
         }
         const url = URL.createObjectURL(blob);
@@ -330,6 +443,19 @@
     }
     const hash = params.toString();
     history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
+    keepViewInLanguageLinks();
+  }
+
+  /** The menu's language links open this view: the same state after `#`, in the other language. */
+  function keepViewInLanguageLinks() {
+    for (const link of document.querySelectorAll("a[hreflang]")) link.hash = location.hash;
+  }
+
+  /** The page's link with its state and its language (`?lang=`), so that it opens as the reader sees it. */
+  function pageLink() {
+    const url = new URL(location.href);
+    url.searchParams.set("lang", LANG);
+    return url.href;
   }
 
   /** An integer parameter of `state` within [lo, hi], else null (a garbled link is ignored, not obeyed). */
@@ -345,25 +471,36 @@
    * page served over plain HTTP to another machine), show the link selected in a text field instead.
    */
   async function copyLink(button) {
-    const link = location.href;
+    const link = pageLink();
     try {
-      if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard");
+      if (!navigator.clipboard || !window.isSecureContext) throw new Error("clipboard");
       await navigator.clipboard.writeText(link);
-      setStatus("Link copied: it opens this page as it is now.", "ok");
+      setStatus(t("common.link_copied"), "ok");
     } catch (_) {
       let field = document.getElementById("share-link");
       if (!field) {
-        field = el("input", { id: "share-link", type: "text", readonly: true, "aria-label": "Link to this view" });
+        field = el("input", { id: "share-link", type: "text", readonly: true, "aria-label": t("common.link_label") });
         button.after(field);
       }
       field.value = link;
       field.hidden = false;
       field.select();
-      setStatus("Copy the selected link: it opens this page as it is now.", "info");
+      setStatus(t("common.copy_selected_link"), "info");
     }
   }
 
+  keepViewInLanguageLinks();
+
   window.LF = Object.freeze({
+    lang: LANG,
+    t,
+    tNodes,
+    plural,
+    number,
+    percent,
+    listNodes,
+    modelName,
+    modelSummary,
     savePNG,
     composeGrid,
     withCaption,

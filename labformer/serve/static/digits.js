@@ -217,7 +217,7 @@
       };
       img.onerror = () => {
         URL.revokeObjectURL(url);
-        reject(new Error("decode failed"));
+        reject(new Error("decode"));
       };
       img.src = url;
     });
@@ -227,14 +227,15 @@
   async function useFile(file) {
     if (!enabled || !file) return;
     if (file.type !== "image/png" && file.type !== "image/jpeg") {
-      LF.setStatus(`Please use a PNG or JPEG image (“${file.name}” is ${file.type || "of an unknown type"}).`, "error");
+      const message = file.type ? LF.t("digits.wrong_type", { name: file.name, type: file.type }) : LF.t("digits.unknown_type", { name: file.name });
+      LF.setStatus(message, "error");
       return;
     }
     let image;
     try {
       image = await loadImage(file);
     } catch (_) {
-      LF.setStatus(`Could not read “${file.name}” as an image.`, "error");
+      LF.setStatus(LF.t("digits.unreadable", { name: file.name }), "error");
       return;
     }
     strokes = [];
@@ -257,7 +258,7 @@
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
     return new Promise((resolve, reject) => {
-      canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("The browser could not encode the image as PNG."))), "image/png");
+      canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error(LF.t("error.png")))), "image/png");
     });
   }
 
@@ -335,19 +336,15 @@
       if (isEmpty()) clearResults();
       else if (data.empty) {
         clearResults();
-        LF.setStatus("No digit found in this picture: nothing stands out from the paper.", "info");
+        LF.setStatus(LF.t("digits.empty"), "info");
       } else {
         render(data);
         saveState();
         const p = Math.max(...data.probabilities);
-        LF.setStatus(
-          `The model reads a “${data.prediction}” (${(p * 100).toFixed(1)} % sure). ` +
-            "Below: what each attention head of each layer looked at.",
-          "ok",
-        );
+        LF.setStatus(LF.t("digits.answer", { digit: data.prediction, probability: LF.percent(p) }), "ok");
       }
     } catch (err) {
-      LF.showError(err, "Prediction failed");
+      LF.showError(err, LF.t("digits.prediction_failed"));
     } finally {
       inFlight = false;
       if (pending) {
@@ -359,13 +356,13 @@
 
   /** Throw a readable Error when the answer lacks a field this page needs. */
   function checkAnswer(data) {
-    const problem = (what) => new Error(`The server's answer has no valid ${what}.`);
-    if (!data || typeof data !== "object") throw problem("JSON object");
-    if (!Array.isArray(data.probabilities)) throw problem("“probabilities”");
-    if (!Array.isArray(data.input) || !Array.isArray(data.input[0])) throw problem("“input” image");
+    const problem = (field) => new Error(LF.t("error.answer_field", { field }));
+    if (!data || typeof data !== "object") throw new Error(LF.t("error.answer_not_object"));
+    if (!Array.isArray(data.probabilities)) throw problem("probabilities");
+    if (!Array.isArray(data.input) || !Array.isArray(data.input[0])) throw problem("input");
     const a = data.attention;
     if (!a || !Array.isArray(a.cls) || !Number.isInteger(a.layers) || !Number.isInteger(a.heads)) {
-      throw problem("“attention”");
+      throw problem("attention");
     }
   }
 
@@ -395,9 +392,9 @@
     Array.from(barsEl.children).forEach((row, i) => {
       const p = LF.clamp(Number(probabilities[i]) || 0, 0, 1);
       row.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
-      row.querySelector(".pct").textContent = `${(p * 100).toFixed(1)} %`;
+      row.querySelector(".pct").textContent = LF.percent(p);
       row.classList.toggle("top", i === top);
-      row.setAttribute("aria-label", `${labels[i]}: ${(p * 100).toFixed(1)} percent`);
+      row.setAttribute("aria-label", LF.t("digits.bar_label", { digit: labels[i], probability: LF.percent(p) }));
     });
   }
 
@@ -490,16 +487,16 @@
     headsEl.replaceChildren();
     headsEl.style.gridTemplateColumns = `auto repeat(${heads}, ${HEAD_CSS}px)`;
     headsEl.append(LF.el("span"));
-    for (let h = 0; h < heads; h++) headsEl.append(LF.el("span", { className: "col-label", text: `head ${h + 1}` }));
+    for (let h = 0; h < heads; h++) headsEl.append(LF.el("span", { className: "col-label", text: LF.t("common.head_n", { head: h + 1 }) }));
     for (let l = 0; l < layers; l++) {
-      headsEl.append(LF.el("span", { className: "row-label", text: `layer ${l + 1}` }));
+      headsEl.append(LF.el("span", { className: "row-label", text: LF.t("common.layer_n", { layer: l + 1 }) }));
       for (let h = 0; h < heads; h++) {
         const canvas = LF.el("canvas", {
           className: "head",
           tabindex: "0",
           role: "img",
-          "aria-label": `Layer ${l + 1}, head ${h + 1}: class-token attention over the patches`,
-          title: `layer ${l + 1}, head ${h + 1}`,
+          "aria-label": LF.t("digits.head_label", { layer: l + 1, head: h + 1 }),
+          title: LF.t("common.layer_head", { layer: l + 1, head: h + 1 }),
           dataset: { layer: String(l), head: String(h) },
         });
         LF.fitCanvas(canvas, HEAD_CSS, HEAD_CSS);
@@ -544,10 +541,10 @@
     let weights;
     if (zoomTarget.kind === "rollout") {
       weights = result ? result.attention.rollout : null;
-      zoomLabel.textContent = "Attention rollout (all layers)";
+      zoomLabel.textContent = LF.t("digits.rollout");
     } else {
       weights = headWeights(zoomTarget.layer, zoomTarget.head);
-      zoomLabel.textContent = `Layer ${zoomTarget.layer + 1}, head ${zoomTarget.head + 1}`;
+      zoomLabel.textContent = LF.t("digits.zoom_head", { layer: zoomTarget.layer + 1, head: zoomTarget.head + 1 });
     }
     drawOverlay(zoomCanvas, weights, grid, true);
     zoomDetail.textContent = describeWeights(weights, grid);
@@ -587,7 +584,7 @@
     } catch (_) {
       preview = null;
       previewFile = null;
-      LF.setStatus("This link's digit could not be read: draw one instead.", "error");
+      LF.setStatus(LF.t("digits.bad_link"), "error");
       return;
     }
     strokes = [];
@@ -601,8 +598,8 @@
     for (let l = 0; l < gridShape.layers; l++) {
       rows.push(Array.from({ length: gridShape.heads }, (_, h) => headsEl.querySelector(`canvas.head[data-layer="${l}"][data-head="${h}"]`)));
     }
-    const rowLabels = rows.map((_, l) => `layer ${l + 1}`);
-    const colLabels = Array.from({ length: gridShape.heads }, (_, h) => `head ${h + 1}`);
+    const rowLabels = rows.map((_, l) => LF.t("common.layer_n", { layer: l + 1 }));
+    const colLabels = Array.from({ length: gridShape.heads }, (_, h) => LF.t("common.head_n", { head: h + 1 }));
     return LF.composeGrid(rows, rowLabels, colLabels);
   }
 
@@ -611,7 +608,7 @@
     if (!result) return;
     const name = `digit-${result.prediction}`;
     if (which === "heads") LF.savePNG(headsPicture(), `${name}-heads.png`);
-    else if (which === "rollout") LF.savePNG(LF.withCaption(rolloutCanvas, "Attention rollout (all layers)"), `${name}-rollout.png`);
+    else if (which === "rollout") LF.savePNG(LF.withCaption(rolloutCanvas, LF.t("digits.rollout")), `${name}-rollout.png`);
     else {
       const what = zoomTarget.kind === "rollout" ? "rollout" : `layer${zoomTarget.layer + 1}-head${zoomTarget.head + 1}`;
       LF.savePNG(LF.withCaption(zoomCanvas, zoomLabel.textContent), `${name}-${what}.png`);
@@ -629,10 +626,10 @@
     });
     const row = Math.floor(top / grid) + 1;
     const col = (top % grid) + 1;
-    const peak = `Brightest patch: row ${row}, column ${col} (${(weights[top] * 100).toFixed(1)} %).`;
+    const peak = LF.t("digits.peak", { row, column: col, weight: LF.percent(weights[top]) });
     if (zoomTarget.kind === "rollout") return peak;
     const rest = Math.max(0, 1 - sum);
-    return `${peak} On all patches: ${(sum * 100).toFixed(0)} %; the remaining ${(rest * 100).toFixed(0)} % goes to the class token itself.`;
+    return `${peak} ${LF.t("digits.share", { patches: LF.percent(sum, 0), rest: LF.percent(rest, 0) })}`;
   }
 
   /** Point the zoom panel at the head canvas or rollout canvas under an event, if any. */
@@ -680,7 +677,7 @@
     showInput();
     showAttention();
     for (const button of saveButtons) button.disabled = true;
-    if (enabled) LF.setStatus("Draw a digit on the black pad (or drop an image on it).", "info");
+    if (enabled) LF.setStatus(LF.t("digits.ready"), "info");
   }
 
   // ---------------------------------------------------------------- start-up
@@ -740,7 +737,7 @@
     drawOverlay(rolloutCanvas, null, 0);
     LF.fitCanvas(zoomCanvas, ZOOM_CSS, ZOOM_CSS);
     drawOverlay(zoomCanvas, null, 0);
-    const digits = await LF.servedModel("digits", "digit", "labformer train");
+    const digits = await LF.servedModel("digits");
     if (!digits) return;
     classes = Array.isArray(digits.classes) ? digits.classes.map(String) : [];
     healthGrid = Number.isInteger(digits.grid) ? digits.grid : 0;
@@ -748,9 +745,9 @@
     if (Number.isInteger(digits.layers) && Number.isInteger(digits.heads)) {
       buildHeads(digits.layers, digits.heads);
     }
-    modelInfo.textContent = `Model: ${digits.name} — ${digits.summary}`;
+    modelInfo.textContent = LF.t("model.info", { name: LF.modelName(digits), summary: LF.modelSummary("digits", digits) });
     setEnabled(true);
-    LF.setStatus("Draw a digit on the black pad (or drop an image on it).", "info");
+    LF.setStatus(LF.t("digits.ready"), "info");
     await restoreState();
   }
 

@@ -12,50 +12,52 @@
 
   /** Show the report at `src` in <iframe id="report"> filling the page. */
   function showReport(src) {
-    const frame = LF.el("iframe", { id: "report", src, title: "The lab's report" });
+    const frame = LF.el("iframe", { id: "report", src, title: LF.t("lab.heading") });
     slot.replaceChildren(frame);
     missing.hidden = true;
   }
 
-  /** Show why there is no report (the server's message, as text) in the page and the status line. */
-  function showMissing(message) {
-    const text = message || "No report has been built yet. Build it with `labformer lab all`, then reload this page.";
+  /** Show why there is no report (as text) in the page and the status line. */
+  function showMissing(text) {
     messageEl.textContent = text;
     missing.hidden = false;
     slot.replaceChildren();
     LF.setStatus(text, "info");
   }
 
-  /** Show the server's answer about the report: the report itself, or why there is none. */
+  /** Show the server's answer about the report: the report itself, or why there is none and how to build it. */
   function show(data) {
+    const folder = data && typeof data.folder === "string" ? data.folder : "lab-report";
+    // Only a server started with --allow-build lets a visitor run the experiments.
+    const canBuild = Boolean(data && data.can_build === true);
     if (data && data.available && typeof data.report === "string" && data.report) {
       showReport(data.report);
-      LF.setStatus(data.message || "The report built by `labformer lab all`.", "ok");
+      LF.setStatus(LF.t("lab.report_in", { folder }), "ok");
     } else {
-      showMissing(data && typeof data.message === "string" ? data.message : "");
+      const missing = LF.t("lab.missing", { folder });
+      showMissing(canBuild ? missing : `${missing} ${LF.t("lab.no_build")}`);
     }
-    // Only a server started with --allow-build lets a visitor run the experiments.
-    buildButton.hidden = !(data && data.can_build === true);
+    buildButton.hidden = !canBuild;
   }
 
   /** Ask the server whether a report exists, then show it or the message. */
   async function init() {
-    LF.setStatus("Looking for the report…", "busy");
+    LF.setStatus(LF.t("lab.looking"), "busy");
     try {
       show(await LF.fetchJSON("/api/lab"));
     } catch (err) {
-      LF.showError(err, "Could not ask the server for the lab report");
+      LF.showError(err, LF.t("lab.ask_failed"));
     }
   }
 
   /** Ask the server to run every experiment of the lab (`labformer lab all`) and show the report. */
   async function build() {
     buildButton.disabled = true;
-    LF.setStatus("Running every experiment of the lab…", "busy");
+    LF.setStatus(LF.t("lab.building"), "busy");
     try {
       show(await LF.postJSON("/api/lab/build", {}));
     } catch (err) {
-      LF.showError(err, "Could not build the lab report");
+      LF.showError(err, LF.t("lab.build_failed"));
     } finally {
       buildButton.disabled = false;
     }

@@ -33,6 +33,7 @@
   const tabs = Array.from(document.querySelectorAll('[role="tab"]'));
 
   let enabled = false;
+  let model = null; // the served model, as /api/health describes it
   let answer = null; // the last /api/seq2seq/translate answer
   let kind = "cross"; // the attention shown
   let selected = -1; // the selected written position (row of cross)
@@ -40,7 +41,7 @@
   let busy = false;
   let pendingView = null; // a link's {kind, layer, head, char}, applied once its output is written
 
-  const NAMES = { cross: "Cross-attention", encoder: "Encoder self-attention", decoder: "Decoder self-attention" };
+  const NAMES = { cross: "seq2seq.kind.cross", encoder: "seq2seq.kind.encoder", decoder: "seq2seq.kind.decoder" };
 
   /** Row and column labels of the current kind: [rows, columns]. */
   function labels() {
@@ -108,7 +109,7 @@
     const keepHead = Math.min(head(), heads - 1);
     layerSelect.replaceChildren(...Array.from({ length: layers }, (_, i) => LF.el("option", { value: i, text: i + 1 })));
     headSelect.replaceChildren(
-      LF.el("option", { value: -1, text: "mean of heads" }),
+      LF.el("option", { value: -1, text: LF.t("seq2seq.mean_of_heads") }),
       ...Array.from({ length: heads }, (_, i) => LF.el("option", { value: i, text: i + 1 })),
     );
     layerSelect.value = String(Math.max(keepLayer, 0));
@@ -120,8 +121,8 @@
     if (!answer) return;
     const m = matrix(layer(), head());
     paint(mapCanvas, m, CELL, true);
-    const which = head() < 0 ? "mean of heads" : `head ${head() + 1}`;
-    mapTitle.textContent = `${NAMES[kind]}, layer ${layer() + 1}, ${which}: rows attend to columns.`;
+    const which = head() < 0 ? LF.t("seq2seq.mean_of_heads") : LF.t("common.head_n", { head: head() + 1 });
+    mapTitle.textContent = LF.t("seq2seq.map_title", { kind: LF.t(NAMES[kind]), layer: layer() + 1, which });
     renderGrid();
     shadeSource();
     saveState();
@@ -162,7 +163,8 @@
     const heads = answer.attention[kind][0].length;
     const canvases = Array.from(gridEl.querySelectorAll(".cell canvas"));
     const rows = Array.from({ length: layers }, (_, l) => canvases.slice(l * heads, (l + 1) * heads));
-    return LF.composeGrid(rows, rows.map((_, l) => `layer ${l + 1}`), Array.from({ length: heads }, (_, h) => `head ${h + 1}`));
+    const rowLabels = rows.map((_, l) => LF.t("common.layer_n", { layer: l + 1 }));
+    return LF.composeGrid(rows, rowLabels, Array.from({ length: heads }, (_, h) => LF.t("common.head_n", { head: h + 1 })));
   }
 
   function viewName(what) {
@@ -175,10 +177,10 @@
     const heads = answer.attention[kind][0].length;
     gridEl.style.gridTemplateColumns = `auto repeat(${heads}, auto)`;
     const cells = [LF.el("span")];
-    for (let h = 0; h < heads; h++) cells.push(LF.el("span", { className: "col-label", text: `head ${h + 1}` }));
+    for (let h = 0; h < heads; h++) cells.push(LF.el("span", { className: "col-label", text: LF.t("common.head_n", { head: h + 1 }) }));
     for (let l = 0; l < layers; l++) {
       cells.push(LF.el("button", {
-        type: "button", className: "row-label", text: `layer ${l + 1}`,
+        type: "button", className: "row-label", text: LF.t("common.layer_n", { layer: l + 1 }),
         on: { click: () => select(l, -1) },
       }));
       for (let h = 0; h < heads; h++) {
@@ -186,7 +188,7 @@
         const canvas = LF.el("canvas");
         const active = l === layer() && (h === head() || head() < 0);
         const cell = LF.el("button", {
-          type: "button", className: `cell${active ? " active" : ""}`, "aria-label": `layer ${l + 1}, head ${h + 1}`,
+          type: "button", className: `cell${active ? " active" : ""}`, "aria-label": LF.t("common.layer_head", { layer: l + 1, head: h + 1 }),
           on: { click: () => select(l, h) },
         }, [canvas]);
         paint(canvas, m, Math.max(2, Math.floor(SMALL / Math.max(m.length, m[0].length))), false);
@@ -210,7 +212,7 @@
     spans.forEach((span, j) => {
       const t = row && top > 0 ? row[j] / top : 0;
       span.style.backgroundColor = row ? `rgba(234, 128, 0, ${(0.85 * t).toFixed(3)})` : "";
-      span.title = row ? `weight ${row[j].toFixed(3)}` : "";
+      span.title = row ? LF.t("seq2seq.weight", { weight: LF.number(row[j], 3) }) : "";
     });
   }
 
@@ -234,16 +236,54 @@
     render();
   }
 
+  /** The month `month` (1–12) by name, in the page's language. */
+  function monthName(month) {
+    return new Intl.DateTimeFormat(LF.lang, { month: "long", timeZone: "UTC" }).format(new Date(Date.UTC(2000, month - 1, 1)));
+  }
+
+  /**
+   * What to tell the reader about an answer, in the page's language (the API's `warnings` say the same in
+   * English): not a real date, a year outside those the model learnt, or unsure.
+   */
+  function warnings(answer) {
+    const found = [];
+    const calendar = answer.calendar;
+    if (calendar && calendar.problem === "form") found.push(LF.t("seq2seq.not_a_date.form", { text: calendar.text }));
+    else if (calendar && calendar.problem === "month") found.push(LF.t("seq2seq.not_a_date.month", { month: calendar.month }));
+    else if (calendar && calendar.problem === "day") {
+      found.push(LF.t("seq2seq.not_a_date.day", { month: monthName(calendar.month), year: calendar.year, days: calendar.days }));
+    } else if (calendar && calendar.outside) {
+      const [first, last] = model.years || ["?", "?"];
+      found.push(LF.t("seq2seq.outside", { year: calendar.year, first, last }));
+    }
+    if (answer.unsure) {
+      const probability = LF.number(answer.least_probability, 2);
+      found.push(LF.t("seq2seq.unsure", { probability, limit: LF.number(answer.unsure_below, 2, 0) }));
+    }
+    return found;
+  }
+
+  /** The status line of an answer: what was read and written, and what to doubt about it. */
+  function answerStatus(answer) {
+    let status = LF.t("seq2seq.answer", { input: answer.text, output: answer.output });
+    if (answer.unknown_characters.length) {
+      status += ` ${LF.t("seq2seq.unknown", { characters: answer.unknown_characters.join("") })}`;
+    }
+    const doubts = warnings(answer);
+    if (doubts.length) status += ` — ${doubts.join("; ")}`;
+    LF.setStatus(status, doubts.length ? "warn" : "ok");
+  }
+
   /** Ask for the output of the input field and show it character by character. */
   async function translate() {
     if (!enabled || busy) return;
     const text = inputEl.value;
     const beam = Number(beamEl.value);
-    if (!text) return LF.setStatus("Type something first.", "error");
-    if (!Number.isInteger(beam) || beam < 1 || beam > 16) return LF.setStatus("Beam must be a whole number from 1 to 16.", "error");
+    if (!text) return LF.setStatus(LF.t("seq2seq.empty"), "error");
+    if (!Number.isInteger(beam) || beam < 1 || beam > 16) return LF.setStatus(LF.t("seq2seq.bad_beam"), "error");
     busy = true;
     translateButton.disabled = true;
-    LF.setStatus("Reading…", "busy");
+    LF.setStatus(LF.t("seq2seq.reading"), "busy");
     try {
       answer = await LF.postJSON("/api/seq2seq/translate", { text, beam });
     } catch (err) {
@@ -259,13 +299,11 @@
     selected = -1;
     fillSelects();
     render();
-    const unknown = answer.unknown_characters.length ? ` (not in its vocabulary: ${answer.unknown_characters.join("")})` : "";
     let i = 0;
     const reveal = () => {
       if (i >= answer.output_tokens.length) {
         outputEl.dataset.done = "true";
-        const doubts = answer.warnings.length ? ` — ${answer.warnings.join("; ")}` : "";
-        LF.setStatus(`"${answer.text}" → ${answer.output}${unknown}${doubts}`, answer.warnings.length ? "warn" : "ok");
+        answerStatus(answer);
         if (pendingView) applyView(pendingView);
         else choose(0);
         pendingView = null;
@@ -275,10 +313,10 @@
       const probability = answer.probabilities[position];
       outputEl.append(LF.el("button", {
         type: "button", className: `s2s-char written${probability < answer.unsure_below ? " unsure" : ""}`,
-        title: `probability ${probability.toFixed(3)}`,
+        title: LF.t("seq2seq.probability", { probability: LF.number(probability, 3) }),
         dataset: { index: position }, on: { click: () => choose(position) },
       }, [LF.el("span", { text: show(answer.output_tokens[position]) }),
-        LF.el("small", { text: probability.toFixed(2) })]));
+        LF.el("small", { text: LF.number(probability, 2) })]));
       i += 1;
       revealTimer = setTimeout(reveal, REVEAL_MS);
     };
@@ -288,11 +326,13 @@
 
   async function start() {
     LF.drawLegend(document.querySelector("canvas.legend"), "viridis");
-    const model = await LF.servedModel("seq2seq", "encoder–decoder", "labformer train seq2seq");
+    model = await LF.servedModel("seq2seq");
     if (!model) return;
     enabled = true;
-    modelInfo.textContent = `Model: ${model.name} — ${model.summary}; ${model.encoder_layers} encoder and `
-      + `${model.decoder_layers} decoder layers, ${model.heads} heads.`;
+    modelInfo.textContent = LF.t("seq2seq.model_info", {
+      name: LF.modelName(model), summary: LF.modelSummary("seq2seq", model),
+      encoder: model.encoder_layers, decoder: model.decoder_layers, heads: model.heads,
+    });
     for (const example of model.examples) {
       examplesEl.append(LF.el("button", {
         type: "button", className: "example", text: example,
@@ -304,7 +344,7 @@
     if (state.has("text")) {
       const beam = LF.intParam(state, "beam", 1, 16);
       if (!state.get("text") || (state.has("beam") && beam === null)) {
-        LF.setStatus("This link's input could not be read: type one of your own.", "error");
+        LF.setStatus(LF.t("seq2seq.bad_link"), "error");
         return;
       }
       inputEl.value = state.get("text");

@@ -66,7 +66,8 @@
     const fragment = document.createDocumentFragment();
     for (const c of newChars) {
       const span = document.createElement("span");
-      span.className = isPrompt ? "char prompt" : "char";
+      span.className = "char";
+      span.classList.toggle("prompt", isPrompt);
       span.dataset.index = String(chars.length);
       span.textContent = c;
       chars.push(c);
@@ -98,28 +99,26 @@
     const fail = (message) => {
       throw new Error(message);
     };
-    for (const [input, name] of [[tokensEl, "Characters to generate"], [temperatureEl, "Temperature"],
-      [topKEl, "Top-k"], [seedEl, "Seed"]]) {
-      if (input.validity && input.validity.badInput) fail(`${name} must be a number.`);
+    for (const [input, field] of [[tokensEl, "text.field.tokens"], [temperatureEl, "text.field.temperature"],
+      [topKEl, "text.field.top_k"], [seedEl, "text.field.seed"]]) {
+      if (input.validity && input.validity.badInput) fail(LF.t("text.not_a_number", { field: LF.t(field) }));
     }
     const tokens = Number(tokensEl.value);
-    if (!Number.isInteger(tokens) || tokens < 1 || tokens > 2000) {
-      fail("Characters to generate must be a whole number from 1 to 2000.");
-    }
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > 2000) fail(LF.t("text.bad_tokens"));
     const temperature = Number(temperatureEl.value);
     if (temperatureEl.value.trim() === "" || !Number.isFinite(temperature) || temperature <= 0) {
-      fail("Temperature must be a number above 0 (for example 0.8).");
+      fail(LF.t("text.bad_temperature"));
     }
     let topK = null;
     if (topKEl.value.trim() !== "") {
       topK = Number(topKEl.value);
-      if (!Number.isInteger(topK) || topK < 1) fail("Top-k must be a whole number of at least 1, or empty.");
+      if (!Number.isInteger(topK) || topK < 1) fail(LF.t("text.bad_top_k"));
     }
     // No seed given: the page draws one, so that the link of the text writes it again.
     let seed = Math.floor(Math.random() * 2 ** 31);
     if (seedEl.value.trim() !== "") {
       seed = Number(seedEl.value);
-      if (!Number.isSafeInteger(seed) || seed < 0) fail("Seed must be a whole number of at least 0, or empty.");
+      if (!Number.isSafeInteger(seed) || seed < 0) fail(LF.t("text.bad_seed"));
     }
     return { prompt: promptEl.value, tokens, temperature, top_k: topK, seed };
   }
@@ -138,9 +137,9 @@
   function speedText(count, ms, finished) {
     const seconds = ms / 1000;
     const rate = seconds > 0 ? count / seconds : 0;
-    const what = `${count} character${count === 1 ? "" : "s"}`;
-    if (!finished) return `${what} so far…`;
-    return `${what} in ${seconds.toFixed(1)} s — ${rate.toFixed(1)} characters/s`;
+    const characters = LF.plural("text.characters", count);
+    if (!finished) return LF.t("text.so_far", { characters });
+    return LF.t("text.speed", { characters, seconds: LF.number(seconds, 1), rate: LF.number(rate, 1) });
   }
 
   /** Ask the server to continue the prompt and append the characters as they stream in. */
@@ -160,7 +159,7 @@
     streaming = true;
     updateControls();
     speedEl.textContent = "";
-    LF.setStatus("The model is writing…", "busy");
+    LF.setStatus(LF.t("text.writing"), "busy");
     const started = performance.now();
     let lastSpeed = 0;
     let count = 0;
@@ -192,7 +191,7 @@
         });
       } catch (err) {
         if (LF.isAbort(err)) throw err;
-        throw new Error("Could not reach the server — is `labformer serve` still running?");
+        throw new Error(LF.t("error.unreachable"));
       }
       if (!response.ok) throw await LF.errorFromResponse(response);
       received = true;
@@ -209,18 +208,18 @@
       }
       append(decoder.decode());
       speedEl.textContent = speedText(count, performance.now() - started, true);
-      LF.setStatus("Done. Click any character to see which earlier characters it attends to.", "ok");
+      LF.setStatus(LF.t("text.done"), "ok");
       written = { ...settings, tokens: count };
     } catch (err) {
       if (LF.isAbort(err)) {
         if (count > 0) written = { ...settings, tokens: count }; // the same seed writes this beginning again
         speedEl.textContent = speedText(count, performance.now() - started, true);
-        LF.setStatus(`Stopped after ${count} character${count === 1 ? "" : "s"}. Click any character to inspect it.`, "info");
+        LF.setStatus(LF.plural("text.stopped", count), "info");
       } else if (received) {
         speedEl.textContent = speedText(count, performance.now() - started, true);
-        LF.showError(err, "The stream broke off");
+        LF.showError(err, LF.t("text.stream_broke"));
       } else {
-        LF.showError(err, "Generation failed");
+        LF.showError(err, LF.t("text.generation_failed"));
       }
     } finally {
       streaming = false;
@@ -246,7 +245,7 @@
     attn = null;
     clearHighlight();
     drawHeadGrid();
-    summaryEl.textContent = "Click a character of the text to inspect it.";
+    summaryEl.textContent = LF.t("text.click_a_character");
   }
 
   /** Mark span `index` as the selected one (class "selected"). */
@@ -267,7 +266,7 @@
   function selectChar(index, delay = 0) {
     if (!enabled || index < 0 || index >= chars.length) return;
     if (streaming) {
-      LF.setStatus("Wait until the text is finished (or press Stop) to inspect its attention.", "info");
+      LF.setStatus(LF.t("text.wait"), "info");
       return;
     }
     markSelected(index);
@@ -278,11 +277,11 @@
 
   /** Check the shape of an /api/text/attention answer; throws a readable Error. */
   function checkAttention(data) {
-    const problem = (what) => new Error(`The server's attention answer has no valid ${what}.`);
-    if (!data || typeof data !== "object") throw problem("JSON object");
-    if (!Array.isArray(data.tokens) || data.tokens.length === 0) throw problem("“tokens”");
-    if (!Array.isArray(data.attention) || data.attention.length === 0) throw problem("“attention”");
-    if (!Array.isArray(data.attention[0]) || !Array.isArray(data.attention[0][0])) throw problem("“attention” heads");
+    const problem = (field) => new Error(LF.t("error.answer_field", { field }));
+    if (!data || typeof data !== "object") throw new Error(LF.t("error.answer_not_object"));
+    if (!Array.isArray(data.tokens) || data.tokens.length === 0) throw problem("tokens");
+    if (!Array.isArray(data.attention) || data.attention.length === 0) throw problem("attention");
+    if (!Array.isArray(data.attention[0]) || !Array.isArray(data.attention[0][0])) throw problem("attention");
   }
 
   /** POST the text up to and including character `index` and show the attention that comes back. */
@@ -291,7 +290,7 @@
     const controller = new AbortController();
     attnController = controller;
     const text = chars.slice(0, index + 1).join("");
-    LF.setStatus(`Computing attention for character ${index + 1}…`, "busy");
+    LF.setStatus(LF.t("text.computing", { position: index + 1 }), "busy");
     let data;
     try {
       data = await LF.postJSON("/api/text/attention", { text }, { signal: controller.signal });
@@ -300,7 +299,7 @@
       if (LF.isAbort(err)) return;
       if (controller === attnController) {
         attnController = null;
-        LF.showError(err, "Attention failed");
+        LF.showError(err, LF.t("text.attention_failed"));
       }
       return;
     }
@@ -317,8 +316,8 @@
     ensureShape(layers, heads);
     drawHeadGrid();
     applyHighlight();
-    const dropped = start > 0 ? ` The model sees only the last ${T} characters (its block size), so the first ${start} are out of its reach.` : "";
-    LF.setStatus(`Attention of character ${index + 1}.${dropped}`, "ok");
+    const status = LF.t("text.attention_of", { position: index + 1 });
+    LF.setStatus(start > 0 ? `${status} ${LF.plural("text.dropped", start, { block: T })}` : status, "ok");
   }
 
   /** The selected character's attention row (T weights) for one layer and head, or the heads' mean. */
@@ -406,7 +405,7 @@
     const temperature = Number(state.get("temperature"));
     const topK = state.has("top_k") ? LF.intParam(state, "top_k", 1, 1e9) : null;
     if (!state.get("prompt") || tokens === null || seed === null || !(temperature > 0) || (state.has("top_k") && topK === null)) {
-      LF.setStatus("This link's settings could not be read: write a text of your own.", "error");
+      LF.setStatus(LF.t("text.bad_link"), "error");
       return;
     }
     promptEl.value = state.get("prompt");
@@ -474,8 +473,8 @@
     for (let l = 0; l < shape.layers; l++) {
       rows.push(Array.from({ length: shape.heads }, (_, h) => headGrid.querySelector(`.cell[data-layer="${l}"][data-head="${h}"] canvas`)));
     }
-    const rowLabels = rows.map((_, l) => `layer ${l + 1}`);
-    return LF.composeGrid(rows, rowLabels, Array.from({ length: shape.heads }, (_, h) => `head ${h + 1}`));
+    const rowLabels = rows.map((_, l) => LF.t("common.layer_n", { layer: l + 1 }));
+    return LF.composeGrid(rows, rowLabels, Array.from({ length: shape.heads }, (_, h) => LF.t("common.head_n", { head: h + 1 })));
   }
 
   /** The file name of a saved view: "text-char41-layer2-head3-shading.png". */
@@ -495,23 +494,21 @@
 
   /** Write a sentence about the selected character's three strongest targets (text only). */
   function showSummary(row, layer, head) {
-    const which = head === "mean" ? `layer ${layer + 1}, all heads (mean)` : `layer ${layer + 1}, head ${head + 1}`;
+    const which = head === "mean"
+      ? LF.t("text.layer_mean", { layer: layer + 1 })
+      : LF.t("common.layer_head", { layer: layer + 1, head: head + 1 });
     const order = row.map((w, j) => j).sort((a, b) => row[b] - row[a]).slice(0, 3);
-    const parts = [
-      "Character ",
-      LF.el("code", { text: showChar(chars[attn.index]) }),
-      ` (${attn.index + 1}), ${which}, attends most to `,
-    ];
-    order.forEach((j, k) => {
+    const targets = order.map((j) => {
       const i = attn.start + j;
       const back = attn.index - i;
-      const where = back === 0 ? "itself" : `${back} back`;
-      if (k > 0) parts.push(k === order.length - 1 ? " and " : ", ");
-      parts.push(LF.el("code", { text: showChar(chars[i] !== undefined ? chars[i] : attn.tokens[j]) }));
-      parts.push(` (${where}, ${(row[j] * 100).toFixed(0)} %)`);
+      const where = back === 0 ? LF.t("text.itself") : LF.t("text.back", { count: back });
+      const char = LF.el("code", { text: showChar(chars[i] !== undefined ? chars[i] : attn.tokens[j]) });
+      return LF.tNodes("text.target", { char, where, weight: LF.percent(row[j], 0) });
     });
-    parts.push(".");
-    summaryEl.replaceChildren(...parts);
+    const list = document.createDocumentFragment();
+    list.append(...LF.listNodes(targets));
+    const char = LF.el("code", { text: showChar(chars[attn.index]) });
+    summaryEl.replaceChildren(...LF.tNodes("text.summary", { char, position: attn.index + 1, which, targets: list }));
   }
 
   // ---------------------------------------------------------------- layer/head selects and grid
@@ -522,9 +519,9 @@
     shape = { layers, heads };
     const previous = choice();
     layerSelect.replaceChildren();
-    for (let l = 0; l < layers; l++) layerSelect.append(LF.el("option", { value: String(l), text: `layer ${l + 1}` }));
-    headSelect.replaceChildren(LF.el("option", { value: "mean", text: "all heads (mean)" }));
-    for (let h = 0; h < heads; h++) headSelect.append(LF.el("option", { value: String(h), text: `head ${h + 1}` }));
+    for (let l = 0; l < layers; l++) layerSelect.append(LF.el("option", { value: String(l), text: LF.t("common.layer_n", { layer: l + 1 }) }));
+    headSelect.replaceChildren(LF.el("option", { value: "mean", text: LF.t("text.all_heads") }));
+    for (let h = 0; h < heads; h++) headSelect.append(LF.el("option", { value: String(h), text: LF.t("common.head_n", { head: h + 1 }) }));
     layerSelect.value = String(Math.min(previous.layer, Math.max(layers - 1, 0)));
     headSelect.value = previous.head !== "mean" && previous.head < heads ? String(previous.head) : "mean";
     buildHeadGrid(layers, heads);
@@ -535,14 +532,14 @@
     headGrid.replaceChildren();
     headGrid.style.gridTemplateColumns = `auto repeat(${heads}, auto)`;
     headGrid.append(LF.el("span"));
-    for (let h = 0; h < heads; h++) headGrid.append(LF.el("span", { className: "col-label", text: `head ${h + 1}` }));
+    for (let h = 0; h < heads; h++) headGrid.append(LF.el("span", { className: "col-label", text: LF.t("common.head_n", { head: h + 1 }) }));
     for (let l = 0; l < layers; l++) {
       headGrid.append(LF.el("button", {
         type: "button",
         className: "row-label",
-        title: `Shade the text with the mean of layer ${l + 1}'s heads`,
+        title: LF.t("text.shade_layer", { layer: l + 1 }),
         dataset: { layer: String(l) },
-        text: `layer ${l + 1}`,
+        text: LF.t("common.layer_n", { layer: l + 1 }),
       }));
       for (let h = 0; h < heads; h++) {
         const canvas = LF.el("canvas", { "aria-hidden": "true" });
@@ -550,8 +547,8 @@
         headGrid.append(LF.el("button", {
           type: "button",
           className: "cell",
-          title: `layer ${l + 1}, head ${h + 1}`,
-          "aria-label": `Show layer ${l + 1}, head ${h + 1}`,
+          title: LF.t("common.layer_head", { layer: l + 1, head: h + 1 }),
+          "aria-label": LF.t("text.show_head", { layer: l + 1, head: h + 1 }),
           dataset: { layer: String(l), head: String(h) },
         }, [canvas]));
       }
@@ -655,16 +652,16 @@
     for (const legend of document.querySelectorAll("canvas.legend")) drawTextLegend(legend);
     updateControls();
     renderPrompt();
-    const text = await LF.servedModel("text", "text", "labformer train gpt");
+    const text = await LF.servedModel("text");
     if (!text) return;
     blockSize = Number.isInteger(text.block_size) ? text.block_size : 0;
     if (Number.isInteger(text.layers) && Number.isInteger(text.heads)) ensureShape(text.layers, text.heads);
     drawHeadGrid();
-    const context = blockSize ? ` — sees ${blockSize} characters at a time` : "";
-    modelInfo.textContent = `Model: ${text.name}${context} — ${text.summary}`;
+    const facts = { name: LF.modelName(text), summary: LF.modelSummary("text", text), block: LF.number(blockSize) };
+    modelInfo.textContent = LF.t(blockSize ? "text.model_info" : "model.info", facts);
     enabled = true;
     updateControls();
-    LF.setStatus("Ready. Press Generate (or Ctrl+Enter in the prompt), or click a character of the prompt.", "info");
+    LF.setStatus(LF.t("text.ready"), "info");
     await restoreState();
   }
 
