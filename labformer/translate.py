@@ -5,6 +5,7 @@ calendar. Used by `labformer translate`, the Seq2seq page and the lab; training 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -52,13 +53,15 @@ class Reading:
 
     ``probabilities`` holds the model's probability of each written character, then of the end (the
     same numbers the page shows under each character); ``calendar`` is the dates task's check of the
-    answer against the calendar (None for other tasks).
+    answer against the calendar (None for other tasks), and ``year_in_input`` whether the input holds a
+    four-digit number, the year the dates model copies (None for other tasks).
     """
 
     source: str
     output: str
     probabilities: tuple[float, ...]
     calendar: CalendarCheck | None = None
+    year_in_input: bool | None = None
 
     @property
     def least_probability(self) -> float:
@@ -70,10 +73,13 @@ class Reading:
         return self.least_probability < UNSURE_BELOW
 
     def warnings(self) -> list[str]:
-        """What to tell a reader, in English: not a real date, outside the years learnt, unsure."""
-        found = [self.calendar.describe()] if self.calendar is not None and self.calendar.describe() else []
+        """What to tell a reader, in English: no year in the input, not a real date, outside the years learnt,
+        unsure."""
+        found = ["the input holds no four-digit year, which the model copies"] if self.year_in_input is False else []
+        if self.calendar is not None and self.calendar.describe():
+            found.append(self.calendar.describe())
         if self.unsure:
-            found.append(f"unsure: its least likely character has probability {self.least_probability:.2f} "
+            found.append(f"unsure: its least likely character has probability {self.least_probability:.3f} "
                          f"(under {UNSURE_BELOW})")  # fmt: skip
         return found
 
@@ -81,7 +87,10 @@ class Reading:
 def reading(source: str, written: str, attention: Attention, task: str | None) -> Reading:
     """The :class:`Reading` of one of :func:`attention_examples`' examples, for a run of ``task``."""
     probabilities = tuple(float(p) for p in attention.probabilities)
-    return Reading(source, written, probabilities, check_calendar(written) if task == "dates" else None)
+    if task != "dates":
+        return Reading(source, written, probabilities)
+    year = re.search(r"(?<!\d)\d{4}(?!\d)", source) is not None
+    return Reading(source, written, probabilities, check_calendar(written), year)
 
 
 def read_texts(

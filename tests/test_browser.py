@@ -265,7 +265,7 @@ def test_the_seq2seq_page_warns_in_french_of_a_date_that_does_not_exist(french_p
     page.fill("#s2s-input", "3 mars 3050")
     page.click("#translate")
     expect(page.locator("#status")).to_have_text(
-        "« 3 mars 3050 » → 3050-03-03 — l'année 3050 est hors de 1000–2999, les années apprises; "
+        "« 3 mars 3050 » → 3050-03-03 — l'année 3050 est hors de 1000–2999, les années apprises ; "
         "peu sûr : son caractère le moins probable a une probabilité de 0,21 (sous 0,5)",
         timeout=20000,
     )

@@ -106,3 +106,11 @@ def test_the_api_reports_the_checks(client):
     assert answer["unsure"] == (answer["least_probability"] < answer["unsure_below"] == UNSURE_BELOW)
     fine = client.post("/api/seq2seq/translate", json={"text": "3 mars 2021"}).json()
     assert fine["calendar"]["real"] and fine["warnings"] == [] and not fine["unsure"]
+
+
+@pytest.mark.parametrize(("text", "year"), [("3/4/21", False), ("tomorrow", False), ("le 3 mars 2021", True),
+                                            ("2021.3.4", True), ("12345", False)])  # fmt: skip
+def test_an_input_without_a_four_digit_year_is_said(client, text, year):
+    answer = client.post("/api/seq2seq/translate", json={"text": text}).json()
+    assert answer["year_in_input"] is year
+    assert ("the input holds no four-digit year, which the model copies" in answer["warnings"]) is not year

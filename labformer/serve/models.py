@@ -274,6 +274,7 @@ class Seq2SeqModel:
             "unsure": answer.unsure,
             "unsure_below": UNSURE_BELOW,
             "calendar": calendar,
+            "year_in_input": answer.year_in_input,
             "warnings": answer.warnings(),
             "beam": beam,
             "attention": {

@@ -243,10 +243,11 @@
 
   /**
    * What to tell the reader about an answer, in the page's language (the API's `warnings` say the same in
-   * English): not a real date, a year outside those the model learnt, or unsure.
+   * English): no four-digit year in the input, not a real date, a year outside those the model learnt, or
+   * unsure.
    */
   function warnings(answer) {
-    const found = [];
+    const found = answer.year_in_input === false ? [LF.t("seq2seq.no_year")] : [];
     const calendar = answer.calendar;
     if (calendar && calendar.problem === "form") found.push(LF.t("seq2seq.not_a_date.form", { text: calendar.text }));
     else if (calendar && calendar.problem === "month") found.push(LF.t("seq2seq.not_a_date.month", { month: calendar.month }));
@@ -257,7 +258,7 @@
       found.push(LF.t("seq2seq.outside", { year: calendar.year, first, last }));
     }
     if (answer.unsure) {
-      const probability = LF.number(answer.least_probability, 2);
+      const probability = LF.number(answer.least_probability, 3, 2);
       found.push(LF.t("seq2seq.unsure", { probability, limit: LF.number(answer.unsure_below, 2, 0) }));
     }
     return found;
@@ -270,7 +271,7 @@
       status += ` ${LF.t("seq2seq.unknown", { characters: answer.unknown_characters.join("") })}`;
     }
     const doubts = warnings(answer);
-    if (doubts.length) status += ` — ${doubts.join("; ")}`;
+    if (doubts.length) status += ` — ${doubts.join(LF.t("seq2seq.warning_separator"))}`;
     LF.setStatus(status, doubts.length ? "warn" : "ok");
   }
 
