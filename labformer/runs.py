@@ -37,6 +37,7 @@ __all__ = [
     "read_run_config",
     "run_name",
     "run_path",
+    "shipped_name",
 ]
 
 CONFIG = "config.json"  # {"kind", "preset", "model": model config, "train": training config, ...}
@@ -138,8 +139,11 @@ def load(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
 def run_name(run_dir: str | Path) -> str:
     """How a page or a report names a run: "shipped digits model", "shipped text model", "shipped dates
     model" for the runs in the package, else the run folder's name — never a path of the disk."""
-    run_dir = run_path(run_dir)
-    for shipped in SHIPPED.values():
-        if Path(run_dir).resolve() == (PRETRAINED / shipped).resolve():
-            return f"shipped {shipped} model"
-    return Path(run_dir).resolve().name
+    shipped = shipped_name(run_dir)
+    return f"shipped {shipped} model" if shipped else run_path(run_dir).resolve().name
+
+
+def shipped_name(run_dir: str | Path) -> str | None:
+    """Which of the models shipped in the package ``run_dir`` is ("digits", "text", "dates"), else None."""
+    here = run_path(run_dir).resolve()
+    return next((name for name in SHIPPED.values() if here == (PRETRAINED / name).resolve()), None)

@@ -26,6 +26,8 @@ from labformer.predict import load_image
 from labformer.serve.app import MAX_BODY
 from labformer.serve.models import PRETRAINED, find_runs
 
+SHIPPED_DIRS = ("digits", "text", "dates")
+
 
 @pytest.fixture(scope="module")
 def client(served) -> TestClient:
@@ -73,6 +75,16 @@ def test_with_no_run_directory_the_pretrained_models_are_served(served, client):
     exact = health["seq2seq"]["metrics"]["shipped"]["test_exact"]
     assert health["seq2seq"]["summary"] == f"{exact * 100:.2f} % exact on held-out dates"
     assert len(health["seq2seq"]["examples"]) == 6
+    shipped = {kind: json.loads((PRETRAINED / kind / "metrics.json").read_text())["shipped"] for kind in SHIPPED_DIRS}
+    assert health["digits"]["reached"] == {
+        "measure": "accuracy",
+        "value": shipped["digits"]["test_accuracy"],
+        "on": "mnist",
+    }
+    assert health["text"]["reached"] == {"measure": "loss", "value": shipped["text"]["val_loss_full"], "on": "full"}
+    assert health["seq2seq"]["reached"] == {"measure": "exact", "value": exact, "on": "dates"}
+    assert [health[k]["shipped"] for k in ("digits", "text", "seq2seq")] == ["digits", "text", "dates"]
+    assert health["seq2seq"]["years"] == [1000, 2999] and health["digits"]["dataset"] == "mnist"
     for name in ("digits", "text", "dates"):
         assert (PRETRAINED / name / runs.MODEL).stat().st_size < 2_000_000  # the package stays small
 

@@ -7,7 +7,7 @@ Pages: ``/digits`` (draw a digit, watch every head attend), ``/text`` (watch the
 ``{"error": message}`` with a 4xx status):
 
 - ``GET /api/health``: the models served, each named in words (never a path), what it reaches, its
-  metrics, the facts a page words in its own language (``shipped``, ``dataset``, ``years``); and the usage
+  metrics, the facts a page words in its own language (``reached``, ``shipped``, ``dataset``, ``years``); and the usage
   so far (predictions, characters generated, translations, requests refused).
 - ``POST /api/digits/predict``: body = PNG or JPEG bytes -> prediction (null, with ``"empty": true``, for a
   picture with no ink), probabilities, the 28×28 input
@@ -44,8 +44,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labformer.data.dates import FIRST_YEAR, LAST_YEAR
-from labformer.runs import PRETRAINED, SHIPPED
 from labformer.serve.i18n import LANGUAGES, choose_language
 from labformer.serve.models import MAX_BEAM, MAX_TOKENS, DigitModel, Seq2SeqModel, TextModel
 from labformer.serve.pages import render_page
@@ -116,21 +114,6 @@ def _home(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/digits?lang={asked}" if asked in LANGUAGES else "/digits")
 
 
-def _describe(model: DigitModel | TextModel | Seq2SeqModel | None) -> dict[str, Any] | None:
-    """What /api/health says of a model: its own description, plus the facts a page words in its own
-    language: ``shipped`` (which of the package's models it is, else null), ``dataset`` (what a ViT was
-    trained on) and, for the dates task, ``years`` (the first and last year the model learnt)."""
-    if model is None:
-        return None
-    here = model.run_dir.resolve()
-    shipped = next((name for name in SHIPPED.values() if here == (PRETRAINED / name).resolve()), None)
-    train = model.run.get("train", {})
-    facts = {"shipped": shipped, "dataset": train.get("dataset")}
-    if train.get("task") == "dates":
-        facts["years"] = [FIRST_YEAR, LAST_YEAR]
-    return model.describe() | facts
-
-
 def create_app(
     digits: DigitModel | None,
     text: TextModel | None,
@@ -156,9 +139,9 @@ def create_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "digits": _describe(digits),
-                "text": _describe(text),
-                "seq2seq": _describe(seq2seq),
+                "digits": digits.describe() if digits else None,
+                "text": text.describe() if text else None,
+                "seq2seq": seq2seq.describe() if seq2seq else None,
                 "usage": {
                     "predictions": digits.answered if digits else 0,
                     "characters": text.generated if text else 0,

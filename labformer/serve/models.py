@@ -19,6 +19,7 @@ import torch
 
 from labformer import io, runs
 from labformer.attention import attention_rollout, record_attention
+from labformer.data.dates import FIRST_YEAR, LAST_YEAR
 from labformer.data.text import CharTokenizer
 from labformer.models.vit import ViT
 from labformer.predict import is_blank, load_image
@@ -66,21 +67,55 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "folder": "its test images"}
 
 
-def run_summary(metrics: dict[str, Any], run: dict[str, Any]) -> str:
-    """What a served model reaches, in words: "98.70 % test accuracy on MNIST" or "validation loss 1.452
-    nats/character (the whole split)". The shipped models' numbers are those of their float16 weights."""
+def reached(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any] | None:
+    """What a served model reaches, as data a page words in its language: {"measure": "exact" | "accuracy" |
+    "loss", "value", "on": the task or data set, or for a loss "full" (the whole validation split) or
+    "batches"}; None when the run was not evaluated. The shipped models' numbers are those of their float16
+    weights."""
     numbers = {**metrics, **metrics.get("shipped", {})}
+    train = run.get("train", {})
     if run["kind"] == "seq2seq":
-        exact = numbers.get("test_exact")
-        task = {"dates": "dates", "reverse": "reversed strings"}.get(run.get("train", {}).get("task"), "its pairs")
-        return f"{exact * 100:.2f} % exact on held-out {task}" if exact is not None else "not evaluated yet"
-    if run["kind"] == "vit":
-        accuracy = numbers.get("test_accuracy")
-        where = DATASETS.get(run.get("train", {}).get("dataset"), "its test images")
-        return f"{accuracy * 100:.2f} % test accuracy on {where}" if accuracy is not None else "not evaluated yet"
-    loss = numbers.get("val_loss_full", numbers.get("val_loss"))
-    split = "the whole validation split" if "val_loss_full" in numbers else "the validation batches"
-    return f"validation loss {loss:.3f} nats/character ({split})" if loss is not None else "not evaluated yet"
+        found = ("exact", numbers.get("test_exact"), train.get("task"))
+    elif run["kind"] == "vit":
+        found = ("accuracy", numbers.get("test_accuracy"), train.get("dataset"))
+    else:
+        full = "val_loss_full" in numbers
+        found = ("loss", numbers.get("val_loss_full" if full else "val_loss"), "full" if full else "batches")
+    measure, value, on = found
+    return None if value is None else {"measure": measure, "value": value, "on": on}
+
+
+def run_summary(metrics: dict[str, Any], run: dict[str, Any]) -> str:
+    """:func:`reached` in English: "98.70 % test accuracy on MNIST" or "validation loss 1.452 nats/character
+    (the whole validation split)"."""
+    found = reached(metrics, run)
+    if found is None:
+        return "not evaluated yet"
+    value, on = found["value"], found["on"]
+    if found["measure"] == "exact":
+        task = {"dates": "dates", "reverse": "reversed strings"}.get(on, "its pairs")
+        return f"{value * 100:.2f} % exact on held-out {task}"
+    if found["measure"] == "accuracy":
+        return f"{value * 100:.2f} % test accuracy on {DATASETS.get(on, 'its test images')}"
+    split = "the whole validation split" if on == "full" else "the validation batches"
+    return f"validation loss {value:.3f} nats/character ({split})"
+
+
+def _described(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """What /api/health says of every served model: its name in words (never a path), what it reaches (in
+    English and as data), its metrics, which shipped model it is (else null) and, for the dates task, the
+    first and last year it learnt."""
+    metrics = _metrics(run_dir)
+    facts = {
+        "name": run_name(run_dir),
+        "summary": run_summary(metrics, run),
+        "reached": reached(metrics, run),
+        "metrics": metrics,
+        "shipped": runs.shipped_name(run_dir),
+    }
+    if run.get("train", {}).get("task") == "dates":
+        facts["years"] = [FIRST_YEAR, LAST_YEAR]
+    return facts
 
 
 class DigitModel:
@@ -101,11 +136,9 @@ class DigitModel:
         self.grid = model.config.image_size // model.config.patch_size
 
     def describe(self) -> dict[str, Any]:
-        config, metrics = self.model.config, _metrics(self.run_dir)
-        return {
-            "name": run_name(self.run_dir),
-            "summary": run_summary(metrics, self.run),
-            "metrics": metrics,
+        config = self.model.config
+        return _described(self.run_dir, self.run) | {
+            "dataset": self.run["train"].get("dataset"),
             "classes": self.run["classes"],
             "layers": config.depth,
             "heads": config.num_heads,
@@ -160,11 +193,8 @@ class TextModel:
         self.tokenizer = CharTokenizer(io.read_json(Path(run_dir) / runs.VOCAB, "vocabulary"))
 
     def describe(self) -> dict[str, Any]:
-        config, metrics = self.model.config, _metrics(self.run_dir)
-        return {
-            "name": run_name(self.run_dir),
-            "summary": run_summary(metrics, self.run),
-            "metrics": metrics,
+        config = self.model.config
+        return _described(self.run_dir, self.run) | {
             "layers": config.depth,
             "heads": config.num_heads,
             "block_size": config.block_size,
@@ -231,11 +261,8 @@ class Seq2SeqModel:
         self.examples = [source for source, _, _ in _examples(self.run["train"].get("task"))]  # once, not per request
 
     def describe(self) -> dict[str, Any]:
-        config, metrics = self.model.config, _metrics(self.run_dir)
-        return {
-            "name": run_name(self.run_dir),
-            "summary": run_summary(metrics, self.run),
-            "metrics": metrics,
+        config = self.model.config
+        return _described(self.run_dir, self.run) | {
             "task": self.run["train"].get("task"),
             "encoder_layers": config.encoder_layers,
             "decoder_layers": config.decoder_layers,

@@ -10,7 +10,7 @@
  *   LF.plural(key, count, params) the text of `key.one` or `key.other` (the language's rule), {count} filled
  *   LF.number(x, digits)          a number by the language's rules (0.91 | 0,91); LF.percent(share, digits)
  *   LF.listNodes(items)           items (arrays of nodes) joined as the language joins a list ("a, b and c")
- *   LF.modelName(model), LF.modelSummary(kind, model)   a served model's name and score, in words
+ *   LF.modelName(model), LF.modelSummary(model)   a served model's name and score, in words
  *   LF.setStatus(text, kind)      show a message in <div id="status"> ("info" | "busy" | "ok" | "warn" | "error")
  *   LF.fetchJSON(url, options)    fetch + parse JSON; throws an Error whose message is the API's "error"
  *   LF.errorFromResponse(resp)    turn a non-OK response into an Error with a readable message
@@ -101,26 +101,17 @@
   }
 
   /**
-   * What a served model reaches, in words (the numbers of the shipped weights where the metrics hold them):
+   * What a served model reaches, in words, from the server's `reached` (the shipped weights' numbers):
    * the test accuracy of a "digits" model, the exact answers of a "seq2seq" one, the validation loss of a "text" one.
    */
-  function modelSummary(kind, model) {
-    const metrics = model.metrics || {};
-    const numbers = { ...metrics, ...(metrics.shipped || {}) };
-    const known = (value) => typeof value === "number" && Number.isFinite(value);
-    if (kind === "seq2seq") {
-      if (!known(numbers.test_exact)) return t("model.not_evaluated");
-      return t("model.exact", { exact: percent(numbers.test_exact, 2), task: t(TASKS[model.task] || "model.task.other") });
+  function modelSummary(model) {
+    const found = model.reached; // what the server found the model reaches: {measure, value, on}, or null
+    if (!found) return t("model.not_evaluated");
+    if (found.measure === "exact") return t("model.exact", { exact: percent(found.value, 2), task: t(TASKS[found.on] || "model.task.other") });
+    if (found.measure === "accuracy") {
+      return t("model.accuracy", { accuracy: percent(found.value, 2), dataset: t(DATASETS[found.on] || "model.dataset.other") });
     }
-    if (kind === "digits") {
-      if (!known(numbers.test_accuracy)) return t("model.not_evaluated");
-      const dataset = t(DATASETS[model.dataset] || "model.dataset.other");
-      return t("model.accuracy", { accuracy: percent(numbers.test_accuracy, 2), dataset });
-    }
-    const full = known(numbers.val_loss_full);
-    const loss = full ? numbers.val_loss_full : numbers.val_loss;
-    if (!known(loss)) return t("model.not_evaluated");
-    return t("model.loss", { loss: number(loss, 3), split: t(full ? "model.split.full" : "model.split.batches") });
+    return t("model.loss", { loss: number(found.value, 3), split: t(found.on === "full" ? "model.split.full" : "model.split.batches") });
   }
 
   // ---------------------------------------------------------------- the status line and the server

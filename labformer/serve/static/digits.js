@@ -745,7 +745,7 @@
     if (Number.isInteger(digits.layers) && Number.isInteger(digits.heads)) {
       buildHeads(digits.layers, digits.heads);
     }
-    modelInfo.textContent = LF.t("model.info", { name: LF.modelName(digits), summary: LF.modelSummary("digits", digits) });
+    modelInfo.textContent = LF.t("model.info", { name: LF.modelName(digits), summary: LF.modelSummary(digits) });
     setEnabled(true);
     LF.setStatus(LF.t("digits.ready"), "info");
     await restoreState();

@@ -331,7 +331,7 @@
     if (!model) return;
     enabled = true;
     modelInfo.textContent = LF.t("seq2seq.model_info", {
-      name: LF.modelName(model), summary: LF.modelSummary("seq2seq", model),
+      name: LF.modelName(model), summary: LF.modelSummary(model),
       encoder: model.encoder_layers, decoder: model.decoder_layers, heads: model.heads,
     });
     for (const example of model.examples) {

@@ -657,7 +657,7 @@
     blockSize = Number.isInteger(text.block_size) ? text.block_size : 0;
     if (Number.isInteger(text.layers) && Number.isInteger(text.heads)) ensureShape(text.layers, text.heads);
     drawHeadGrid();
-    const facts = { name: LF.modelName(text), summary: LF.modelSummary("text", text), block: LF.number(blockSize) };
+    const facts = { name: LF.modelName(text), summary: LF.modelSummary(text), block: LF.number(blockSize) };
     modelInfo.textContent = LF.t(blockSize ? "text.model_info" : "model.info", facts);
     enabled = true;
     updateControls();
